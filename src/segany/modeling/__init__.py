@@ -1,0 +1,20 @@
+"""Pure ``nn.Module``s of SAM: no I/O, no predictor state."""
+
+from .common import MLP, LayerNorm2d, MLPBlock
+from .image_encoder import ImageEncoderViT
+from .mask_decoder import MaskDecoder
+from .prompt_encoder import PositionEmbeddingRandom, PromptEncoder
+from .sam import Sam
+from .transformer import TwoWayTransformer
+
+__all__ = [
+    "MLP",
+    "ImageEncoderViT",
+    "LayerNorm2d",
+    "MLPBlock",
+    "MaskDecoder",
+    "PositionEmbeddingRandom",
+    "PromptEncoder",
+    "Sam",
+    "TwoWayTransformer",
+]

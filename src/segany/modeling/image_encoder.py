@@ -1,0 +1,255 @@
+"""ViT image encoder of SAM (MAE-style ViT with windowed attention and a conv neck).
+
+Frames: the encoder takes a normalised, padded ``B x 3 x S x S`` image (``S = img_size``, 1024 for the
+official models) and returns ``B x out_chans x S/16 x S/16`` image embeddings (256 x 64 x 64).
+Parameter names follow the official checkpoints so their state dicts load unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import LayerNorm2d, MLPBlock
+
+
+class ImageEncoderViT(nn.Module):
+    """Patch embedding, learned absolute positions, ``depth`` transformer blocks and a conv neck."""
+
+    def __init__(
+        self,
+        img_size: int = 1024,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        out_chans: int = 256,
+        qkv_bias: bool = True,
+        use_abs_pos: bool = True,
+        use_rel_pos: bool = True,
+        window_size: int = 14,
+        global_attn_indexes: Sequence[int] = (),
+        use_sdpa: bool = True,
+    ) -> None:
+        """
+        Args:
+            window_size: side of the square attention windows; blocks listed in
+                ``global_attn_indexes`` attend globally instead.
+            use_sdpa: compute attention with ``F.scaled_dot_product_attention`` (the relative-position
+                bias passed as an additive mask). ``False`` runs the explicit reference computation;
+                both give the same numbers up to float rounding.
+        """
+        super().__init__()
+        self.img_size = img_size
+        grid = img_size // patch_size
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.pos_embed: nn.Parameter | None = None
+        if use_abs_pos:
+            # Zero-initialised like the official model; checkpoints overwrite it.
+            self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(
+                dim=embed_dim,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                use_rel_pos=use_rel_pos,
+                window_size=0 if i in global_attn_indexes else window_size,
+                input_size=(grid, grid),
+                use_sdpa=use_sdpa,
+            )
+            for i in range(depth)
+        )
+        self.neck = nn.Sequential(
+            nn.Conv2d(embed_dim, out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x 3 x S x S`` normalised image -> ``B x out_chans x S/p x S/p`` embedding."""
+        x = self.patch_embed(x)  # B x H x W x C (channels last through the blocks)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.neck(x.permute(0, 3, 1, 2))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch_size`` convolution; returns channels-last ``B x H x W x C``."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with windowed (``window_size > 0``) or global attention."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        use_rel_pos: bool,
+        window_size: int,
+        input_size: tuple[int, int],
+        use_sdpa: bool = True,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        attn_size = input_size if window_size == 0 else (window_size, window_size)
+        self.attn = Attention(dim, num_heads, qkv_bias, use_rel_pos, attn_size, use_sdpa)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
+        self.window_size = window_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            height, width = x.shape[1], x.shape[2]
+            x, padded_hw = window_partition(x, self.window_size)
+            x = self.attn(x)
+            x = window_unpartition(x, self.window_size, padded_hw, (height, width))
+        else:
+            x = self.attn(x)
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a ``B x H x W x C`` grid with decomposed relative positions."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool,
+        use_rel_pos: bool,
+        input_size: tuple[int, int],
+        use_sdpa: bool = True,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.scale = head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        self.use_sdpa = use_sdpa
+        if use_rel_pos:
+            # One embedding per relative offset along each axis: 2 * size - 1 offsets.
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, _ = x.shape
+        tokens = height * width
+        # qkv: 3 x B x heads x N x head_dim
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = None
+        if self.use_rel_pos:
+            bias = decomposed_rel_pos_bias(
+                q.reshape(batch * self.num_heads, tokens, -1),
+                self.rel_pos_h,
+                self.rel_pos_w,
+                (height, width),
+                (height, width),
+            ).view(batch, self.num_heads, tokens, tokens)
+        if self.use_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if bias is not None:
+                attn = attn + bias
+            out = attn.softmax(dim=-1) @ v
+        # B x heads x N x head_dim -> B x H x W x C
+        out = out.permute(0, 2, 1, 3).reshape(batch, height, width, -1)
+        return self.proj(out)
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Split ``B x H x W x C`` into ``B*nW x ws x ws x C`` windows, zero-padding H and W up first.
+
+    Returns the windows and the padded ``(Hp, Wp)``.
+    """
+    batch, height, width, channels = x.shape
+    pad_h = (window_size - height % window_size) % window_size
+    pad_w = (window_size - width % window_size) % window_size
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = height + pad_h, width + pad_w
+    x = x.view(batch, hp // window_size, window_size, wp // window_size, window_size, channels)
+    windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, channels)
+    return windows, (hp, wp)
+
+
+def window_unpartition(
+    windows: torch.Tensor, window_size: int, padded_hw: tuple[int, int], hw: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``B*nW x ws x ws x C`` -> ``B x H x W x C`` (padding cut)."""
+    hp, wp = padded_hw
+    height, width = hw
+    batch = windows.shape[0] // (hp * wp // window_size // window_size)
+    x = windows.view(batch, hp // window_size, wp // window_size, window_size, window_size, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, hp, wp, -1)
+    if hp > height or wp > width:
+        x = x[:, :height, :width, :].contiguous()
+    return x
+
+
+def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Relative-position embeddings for every (query, key) pair along one axis: ``q x k x C``.
+
+    ``rel_pos`` is ``L x C`` with ``L = 2 * max(q, k) - 1`` (linearly resampled if it differs).
+    """
+    max_rel_dist = 2 * max(q_size, k_size) - 1
+    if rel_pos.shape[0] != max_rel_dist:
+        resized = F.interpolate(
+            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist, mode="linear"
+        )
+        rel_pos = resized.reshape(-1, max_rel_dist).permute(1, 0)
+    # Scale coordinates with the shorter side when q and k differ in length.
+    q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
+    relative = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
+    return rel_pos[relative.long()]
+
+
+def decomposed_rel_pos_bias(
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: tuple[int, int],
+    k_size: tuple[int, int],
+) -> torch.Tensor:
+    """Additive attention bias of MViTv2's decomposed relative positions.
+
+    Args:
+        q: ``B x (q_h*q_w) x C`` unscaled queries.
+    Returns:
+        ``B x (q_h*q_w) x (k_h*k_w)`` bias: ``q . R_h[row offset] + q . R_w[column offset]``.
+    """
+    q_h, q_w = q_size
+    k_h, k_w = k_size
+    rh = get_rel_pos(q_h, k_h, rel_pos_h)
+    rw = get_rel_pos(q_w, k_w, rel_pos_w)
+    batch, _, dim = q.shape
+    r_q = q.reshape(batch, q_h, q_w, dim)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
+    bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
+    return bias.reshape(batch, q_h * q_w, k_h * k_w)

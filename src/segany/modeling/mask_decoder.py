@@ -1,0 +1,107 @@
+"""Mask decoder: a two-way transformer over prompt and output tokens, upscaling and hypernetwork heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import MLP, LayerNorm2d
+from .transformer import TwoWayTransformer
+
+
+class MaskDecoder(nn.Module):
+    """Predicts masks (``4h x 4w`` logits) and their IoU from image and prompt embeddings.
+
+    One IoU token and ``num_multimask_outputs + 1`` mask tokens are prepended to the prompt tokens:
+    mask token 0 answers unambiguous prompts, tokens 1.. give the multimask candidates.
+    """
+
+    def __init__(
+        self,
+        transformer_dim: int,
+        transformer: TwoWayTransformer,
+        num_multimask_outputs: int = 3,
+        activation: type[nn.Module] = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            activation(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(
+            transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
+        )
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            image_embeddings: ``1 x C x h x w`` (shared by every prompt) or ``B x C x h x w``.
+            image_pe: ``1 x C x h x w`` positional encoding of the embedding grid.
+            sparse_prompt_embeddings: ``B x T x C`` point/box tokens.
+            dense_prompt_embeddings: ``B x C x h x w`` mask-prompt embedding.
+            multimask_output: return the 3 candidate masks instead of the single one.
+        Returns:
+            mask logits ``B x M x 4h x 4w`` and predicted IoUs ``B x M`` (``M`` = 3 or 1).
+        """
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        selected = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, selected], iou_pred[:, selected]
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ``num_mask_tokens`` masks and IoUs, before the multimask selection."""
+        batch = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+
+        if image_embeddings.shape[0] not in (1, batch):
+            raise ValueError(
+                f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or the prompt batch {batch}."
+            )
+        src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
+        pos_src = image_pe.expand(batch, -1, -1, -1)
+        b, c, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        # Upscale the image embedding and dot it with each mask token's hypernetwork output.
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        b, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred

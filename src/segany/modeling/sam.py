@@ -1,0 +1,141 @@
+"""``Sam``: image encoder + prompt encoder + mask decoder, with pre- and post-processing.
+
+Frames: ``original`` is the user's ``H x W`` image; ``input`` is that image resized so its longest side
+is ``img_size`` (``h' x w'``, unpadded); the encoder sees it padded at the bottom/right to
+``img_size x img_size``. Low-resolution masks are ``4h x 4w`` (256 x 256) over the padded square.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import SamConfig
+from .image_encoder import ImageEncoderViT
+from .mask_decoder import MaskDecoder
+from .prompt_encoder import PromptEncoder
+
+
+class Sam(nn.Module):
+    """The Segment Anything model. Differentiable end to end: training uses it as it is."""
+
+    mask_threshold: float = 0.0
+    image_format: str = "RGB"
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoderViT,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
+        pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+        config: SamConfig | None = None,
+    ) -> None:
+        """``config``, when given, is the configuration the modules were built from (kept for saving)."""
+        super().__init__()
+        self.config = config
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        # Not persistent: official checkpoints do not store them.
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def img_size(self) -> int:
+        """Side of the square the image encoder takes (1024 for the official models)."""
+        return self.image_encoder.img_size
+
+    def forward(
+        self, batched_input: list[dict[str, Any]], multimask_output: bool
+    ) -> list[dict[str, torch.Tensor]]:
+        """Predict masks end to end for a batch of images (the official ``Sam.forward`` contract).
+
+        Each record holds ``image`` (``3 x h' x w'`` uint8/float tensor, already resized so the longest
+        side is ``img_size``), ``original_size`` ``(H, W)`` and optionally ``point_coords`` (``B x N x 2``),
+        ``point_labels`` (``B x N``), ``boxes`` (``B x 4``), ``mask_inputs`` (``B x 1 x 256 x 256``), all in
+        the input frame. Returns per image ``masks`` (``B x M x H x W`` bool), ``iou_predictions``
+        (``B x M``) and ``low_res_logits`` (``B x M x 256 x 256``).
+        """
+        image_embeddings = self.embed_images([record["image"] for record in batched_input])
+        outputs = []
+        for record, embedding in zip(batched_input, image_embeddings):
+            points = None
+            if "point_coords" in record:
+                points = (record["point_coords"], record["point_labels"])
+            low_res_masks, iou_predictions = self.decode(
+                embedding.unsqueeze(0),
+                points=points,
+                boxes=record.get("boxes"),
+                masks=record.get("mask_inputs"),
+                multimask_output=multimask_output,
+            )
+            masks = self.postprocess_masks(
+                low_res_masks,
+                input_size=tuple(record["image"].shape[-2:]),
+                original_size=record["original_size"],
+            )
+            outputs.append(
+                {
+                    "masks": masks > self.mask_threshold,
+                    "iou_predictions": iou_predictions,
+                    "low_res_logits": low_res_masks,
+                }
+            )
+        return outputs
+
+    def embed_images(self, images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Image embeddings ``B x C x h x w`` of resized ``3 x h' x w'`` images (0-255, not normalised).
+
+        Images may differ in size (each is padded to the ``img_size`` square); one encoder pass for all.
+        """
+        batch = torch.stack([self.preprocess(image) for image in images], dim=0)
+        return self.image_encoder(batch)
+
+    def decode(
+        self,
+        image_embeddings: torch.Tensor,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt-encode and decode: low-res mask logits ``B x M x 4h x 4w`` and IoU predictions ``B x M``.
+
+        ``image_embeddings`` is ``1 x C x h x w`` (shared by the ``B`` prompts) or ``B x C x h x w``;
+        prompts are in the input frame (see :class:`PromptEncoder`).
+        """
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        return self.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+
+    def postprocess_masks(
+        self, masks: torch.Tensor, input_size: tuple[int, ...], original_size: tuple[int, ...]
+    ) -> torch.Tensor:
+        """``B x M x 4h x 4w`` logits -> ``B x M x H x W`` logits in the original frame.
+
+        Upsample to the padded square, cut the padding (``input_size`` = ``(h', w')``), then resize to
+        ``original_size`` = ``(H, W)``; bilinear, ``align_corners=False`` both times.
+        """
+        masks = F.interpolate(masks, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        masks = masks[..., : input_size[0], : input_size[1]]
+        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a ``3 x h' x w'`` (or ``B x 3 x h' x w'``) image and pad it to ``img_size`` square."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))

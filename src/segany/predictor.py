@@ -1,0 +1,297 @@
+"""``SamPredictor``: the official promptable-prediction API over one image (or a batch) at a time.
+
+Frames: prompts and outputs of :meth:`SamPredictor.predict` are in the original image frame
+(``(X, Y)`` pixels of the ``H x W`` image given to :meth:`set_image`); :meth:`predict_torch` takes
+prompts already in the model-input frame (see :class:`segany.transforms.ResizeLongestSide`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ImageNotSetError, PromptError
+from .images import to_rgb_array
+from .modeling import Sam
+from .prompts import check_boxes, check_mask_input, check_points
+from .transforms import ResizeLongestSide
+
+Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(masks, scores, low_res_logits)``: ``C x H x W`` bool (or float logits), ``C``, ``C x 256 x 256``."""
+
+
+@dataclass(frozen=True)
+class _ImageState:
+    features: torch.Tensor  # 1 x C x h x w image embedding
+    original_size: tuple[int, int]  # (H, W)
+    input_size: tuple[int, int]  # (h', w') after ResizeLongestSide
+
+
+class SamPredictor:
+    """Computes an image's embedding once, then answers many prompts on it cheaply."""
+
+    def __init__(self, sam_model: Sam) -> None:
+        self.model = sam_model
+        self.transform = ResizeLongestSide(sam_model.img_size)
+        self.reset_image()
+
+    # --- images ------------------------------------------------------------------------------------
+
+    def set_image(self, image: Any, image_format: str = "RGB") -> None:
+        """Compute the embedding of ``image``: ``H x W x 3`` uint8 (also grayscale, RGBA or a PIL image).
+
+        ``image_format`` is ``"RGB"`` or ``"BGR"`` (as OpenCV reads files).
+        """
+        self._set_states([self._prepare(image, image_format)], batch=False)
+
+    def set_image_batch(self, images: Sequence[Any], image_format: str = "RGB") -> None:
+        """Compute the embeddings of several images in one encoder pass; then use :meth:`predict_batch`."""
+        if len(images) == 0:
+            raise PromptError("images is empty; give at least one image to set_image_batch.")
+        self._set_states([self._prepare(image, image_format) for image in images], batch=True)
+
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        """Set an image already resized by ``self.transform``: ``1 x 3 x h' x w'``, longest side ``img_size``."""
+        if (
+            transformed_image.ndim != 4
+            or transformed_image.shape[1] != 3
+            or max(*transformed_image.shape[2:]) != self.model.img_size
+        ):
+            raise PromptError(
+                f"transformed_image must be 1 x 3 x h x w with longest side {self.model.img_size} "
+                f"(apply predictor.transform.apply_image first), got {tuple(transformed_image.shape)}."
+            )
+        self._set_states([(transformed_image[0], tuple(original_image_size))], batch=False)
+
+    def _prepare(self, image: Any, image_format: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        if image_format not in ("RGB", "BGR"):
+            raise PromptError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
+        image = to_rgb_array(image)
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        resized = self.transform.apply_image(np.ascontiguousarray(image))
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
+        return tensor, (image.shape[0], image.shape[1])
+
+    @torch.no_grad()
+    def _set_states(self, prepared: list[tuple[torch.Tensor, tuple[int, ...]]], batch: bool) -> None:
+        self.reset_image()
+        tensors = [tensor.to(self.device) for tensor, _ in prepared]
+        features = self.model.embed_images(tensors)
+        states = [
+            _ImageState(
+                features[i : i + 1], (int(size[0]), int(size[1])), (int(t.shape[-2]), int(t.shape[-1]))
+            )
+            for i, (t, (_, size)) in enumerate(zip(tensors, prepared))
+        ]
+        if batch:
+            self._batch = states
+        else:
+            state = states[0]
+            self.features = state.features
+            self.original_size = state.original_size
+            self.input_size = state.input_size
+            self.orig_h, self.orig_w = state.original_size
+            self.input_h, self.input_w = state.input_size
+        self.is_image_set = True
+
+    def reset_image(self) -> None:
+        """Forget the current image(s) and their embeddings."""
+        self.is_image_set = False
+        self.features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None
+        self._batch: list[_ImageState] | None = None
+
+    def _single_state(self, what: str) -> _ImageState:
+        if self._batch is not None:
+            raise ImageNotSetError(
+                f"{what} needs one image set with set_image(); after set_image_batch() use predict_batch()."
+            )
+        if not self.is_image_set or self.features is None:
+            raise ImageNotSetError("An image must be set with .set_image(...) before mask prediction.")
+        return _ImageState(self.features, tuple(self.original_size), tuple(self.input_size))  # type: ignore[arg-type]
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current image's embedding, ``1 x C x h x w`` (``1 x 256 x 64 x 64`` for official models)."""
+        if self._batch is not None:
+            return torch.cat([state.features for state in self._batch])
+        return self._single_state("get_image_embedding()").features
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # --- prediction --------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for prompts on the current image (all coordinates in the original frame).
+
+        Args:
+            point_coords: ``N x 2`` (X, Y) pixels, or ``B x N x 2`` (one point set per box).
+            point_labels: ``N`` (or ``B x N``) labels: 1 foreground, 0 background.
+            box: ``4`` XYXY, or ``B x 4`` for several boxes at once.
+            mask_input: ``1 x 256 x 256`` low-res logits from a previous prediction (or ``B x 1 x 256 x 256``).
+            multimask_output: return 3 candidates for ambiguous prompts instead of 1.
+            return_logits: return float logits instead of thresholded masks.
+        Returns:
+            ``masks`` ``C x H x W``, ``scores`` ``C`` and ``low_res_logits`` ``C x 256 x 256``; with several
+            boxes (or batched points / masks), each gains a leading ``B`` axis.
+        """
+        state = self._single_state("predict()")
+        return self._predict_numpy(
+            state, point_coords, point_labels, box, mask_input, multimask_output, return_logits
+        )
+
+    def predict_batch(
+        self,
+        point_coords: Sequence[np.ndarray | None] | None = None,
+        point_labels: Sequence[np.ndarray | None] | None = None,
+        box: Sequence[np.ndarray | None] | None = None,
+        mask_input: Sequence[np.ndarray | None] | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`predict` for every image of :meth:`set_image_batch`; each argument is a list per image."""
+        if self._batch is None:
+            raise ImageNotSetError("predict_batch() needs images set with set_image_batch().")
+        n = len(self._batch)
+        per_image = {}
+        for name, value in (
+            ("point_coords", point_coords),
+            ("point_labels", point_labels),
+            ("box", box),
+            ("mask_input", mask_input),
+        ):
+            if value is None:
+                per_image[name] = [None] * n
+            elif len(value) != n:
+                raise PromptError(f"{name} must be a list with one entry per image ({n}), got {len(value)}.")
+            else:
+                per_image[name] = list(value)
+        return [
+            self._predict_numpy(
+                state,
+                per_image["point_coords"][i],
+                per_image["point_labels"][i],
+                per_image["box"][i],
+                per_image["mask_input"][i],
+                multimask_output,
+                return_logits,
+            )
+            for i, state in enumerate(self._batch)
+        ]
+
+    def _predict_numpy(
+        self,
+        state: _ImageState,
+        point_coords: Any,
+        point_labels: Any,
+        box: Any,
+        mask_input: Any,
+        multimask_output: bool,
+        return_logits: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        points = check_points(point_coords, point_labels)
+        boxes = check_boxes(box)
+        mask = check_mask_input(mask_input, size=4 * state.features.shape[-1])
+
+        # Prompt batch size B: explicit leading axes must agree; a single box/point set/mask broadcasts.
+        sizes = {}
+        if points is not None and points[0].ndim == 3:
+            sizes["point_coords"] = points[0].shape[0]
+        if boxes is not None and boxes.shape[0] > 1:
+            sizes["box"] = boxes.shape[0]
+        if mask is not None and mask.ndim == 4:
+            sizes["mask_input"] = mask.shape[0]
+        if len(set(sizes.values())) > 1:
+            detail = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+            raise PromptError(
+                f"Prompts disagree on the number of boxes/prompt sets ({detail}); give the same B."
+            )
+        batched = bool(sizes)
+        batch = next(iter(sizes.values()), 1)
+
+        coords_t = labels_t = box_t = mask_t = None
+        if points is not None:
+            coords = self.transform.apply_coords(points[0], state.original_size)
+            coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)
+            labels_t = torch.as_tensor(points[1], dtype=torch.int, device=self.device)
+            if coords_t.ndim == 2:
+                coords_t, labels_t = coords_t[None], labels_t[None]
+            coords_t, labels_t = coords_t.expand(batch, -1, -1), labels_t.expand(batch, -1)
+        if boxes is not None:
+            box_t = torch.as_tensor(self.transform.apply_boxes(boxes, state.original_size), dtype=torch.float)
+            box_t = box_t.to(self.device).expand(batch, -1)
+        if mask is not None:
+            mask_t = torch.as_tensor(mask, dtype=torch.float, device=self.device)
+            if mask_t.ndim == 3:
+                mask_t = mask_t[None]
+            mask_t = mask_t.expand(batch, -1, -1, -1)
+
+        masks, scores, low_res = self._predict_state(
+            state, coords_t, labels_t, box_t, mask_t, multimask_output, return_logits
+        )
+        masks_np = masks.detach().cpu().numpy()
+        scores_np = scores.detach().float().cpu().numpy()
+        low_res_np = low_res.detach().float().cpu().numpy()
+        if not batched:
+            return masks_np[0], scores_np[0], low_res_np[0]
+        return masks_np, scores_np, low_res_np
+
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batched prediction with prompts already in the model-input frame (apply ``self.transform`` first).
+
+        Args:
+            point_coords: ``B x N x 2``; point_labels: ``B x N``; boxes: ``B x 4``;
+                mask_input: ``B x 1 x 256 x 256``.
+        Returns:
+            masks ``B x C x H x W``, scores ``B x C``, low-res logits ``B x C x 256 x 256`` (torch).
+        """
+        state = self._single_state("predict_torch()")
+        if (point_coords is None) != (point_labels is None):
+            raise PromptError("point_coords and point_labels must be given together.")
+        return self._predict_state(
+            state, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
+        )
+
+    @torch.no_grad()
+    def _predict_state(
+        self,
+        state: _ImageState,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+        return_logits: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        points = (point_coords, point_labels) if point_coords is not None else None
+        low_res, scores = self.model.decode(
+            state.features, points=points, boxes=boxes, masks=mask_input, multimask_output=multimask_output
+        )
+        masks = self.model.postprocess_masks(low_res, state.input_size, state.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, scores, low_res

@@ -1,0 +1,134 @@
+"""Helpers shared by the test layers: small configs, deterministic weights, the official twin model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from segany.config import ImageEncoderConfig, SamConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Same structure as vit_b (windowed + global blocks, rel-pos, neck), at a size that runs in milliseconds.
+TINY = SamConfig(
+    ImageEncoderConfig(
+        img_size=256, embed_dim=64, depth=4, num_heads=4, window_size=7, global_attn_indexes=(1, 3)
+    ),
+    decoder_mlp_dim=512,
+)
+
+_EMBEDDING_NAMES = ("iou_token", "mask_tokens", "point_embeddings", "not_a_point_embed", "no_mask_embed")
+
+
+@torch.no_grad()
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every tensor a deterministic random value with O(1) activations.
+
+    The official initialisation leaves some tensors zero (position embeddings, relative positions,
+    LayerNorm biases), which would hide bugs on those paths; here every path carries signal.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for name, tensor in sorted(model.state_dict(keep_vars=True).items()):
+        if not tensor.is_floating_point():
+            continue
+        noise = torch.randn(tensor.shape, generator=gen)
+        if any(part in name for part in _EMBEDDING_NAMES) or name.endswith(
+            "positional_encoding_gaussian_matrix"
+        ):
+            value = noise
+        elif name.endswith(("rel_pos_h", "rel_pos_w")) or name.endswith("pos_embed"):
+            value = 0.5 * noise
+        elif tensor.ndim == 1 and ("norm" in name or _is_norm_param(model, name)):
+            value = (1.0 + 0.2 * noise) if name.endswith("weight") else 0.1 * noise
+        elif tensor.ndim == 1:
+            value = 0.1 * noise
+        else:
+            fan_in = int(np.prod(tensor.shape[1:]))
+            value = noise / np.sqrt(fan_in)
+        tensor.copy_(value.to(tensor.dtype))
+    return model
+
+
+def _is_norm_param(model: nn.Module, name: str) -> bool:
+    module_name = name.rsplit(".", 1)[0]
+    module = dict(model.named_modules()).get(module_name)
+    return module is not None and type(module).__name__ in ("LayerNorm", "LayerNorm2d")
+
+
+def official_sam(config: SamConfig) -> nn.Module:
+    """The official ``segment_anything`` Sam with the architecture of ``config`` (test-only dependency)."""
+    from functools import partial
+
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    e = config.encoder
+    grid = e.img_size // e.patch_size
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=e.img_size,
+            patch_size=e.patch_size,
+            embed_dim=e.embed_dim,
+            depth=e.depth,
+            num_heads=e.num_heads,
+            mlp_ratio=e.mlp_ratio,
+            out_chans=e.out_chans,
+            qkv_bias=e.qkv_bias,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=e.use_rel_pos,
+            window_size=e.window_size,
+            global_attn_indexes=e.global_attn_indexes,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=config.prompt_embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(e.img_size, e.img_size),
+            mask_in_chans=config.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=config.num_multimask_outputs,
+            transformer=TwoWayTransformer(
+                depth=config.decoder_depth,
+                embedding_dim=config.prompt_embed_dim,
+                mlp_dim=config.decoder_mlp_dim,
+                num_heads=config.decoder_num_heads,
+            ),
+            transformer_dim=config.prompt_embed_dim,
+            iou_head_depth=config.iou_head_depth,
+            iou_head_hidden_dim=config.iou_head_hidden_dim,
+        ),
+        pixel_mean=list(config.pixel_mean),
+        pixel_std=list(config.pixel_std),
+    ).eval()
+
+
+def twin_models(config: SamConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """A segany model with random weights and the official model loaded (strictly) with the same weights."""
+    from segany import sam_from_config
+
+    ours = randomize_(sam_from_config(config), seed).eval()
+    theirs = official_sam(config)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours, theirs
+
+
+def test_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    """A real photo from ../shared/data when present, else a smooth synthetic RGB image."""
+    photo = SHARED_DATA / "images" / "truck.jpg"
+    if photo.exists():
+        from segany.images import load_image
+
+        return load_image(photo)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack([(xx * 255 / width), (yy * 255 / height), 128 + 60 * np.sin(xx / 23.0)], axis=-1)
+    image = image + rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
