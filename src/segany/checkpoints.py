@@ -241,10 +241,7 @@ def _infer(sd: Mapping[str, torch.Tensor], base: SamConfig) -> SamConfig:
     embed_dim, patch = int(proj.shape[0]), int(proj.shape[-1])
     depth = _count(sd, enc + "blocks.")
     use_rel_pos = enc + "blocks.0.attn.rel_pos_h" in sd
-    if enc + "pos_embed" in sd:
-        grid = int(sd[enc + "pos_embed"].shape[1])
-    else:
-        grid = base.encoder.embedding_grid
+    grid = int(sd[enc + "pos_embed"].shape[1]) if enc + "pos_embed" in sd else base.encoder.embedding_grid
     num_heads, window, global_idx = base.encoder.num_heads, base.encoder.window_size, []
     if use_rel_pos:
         head_dim = int(sd[enc + "blocks.0.attn.rel_pos_h"].shape[1])

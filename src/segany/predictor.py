@@ -86,7 +86,7 @@ class SamPredictor:
             _ImageState(
                 features[i : i + 1], (int(size[0]), int(size[1])), (int(t.shape[-2]), int(t.shape[-1]))
             )
-            for i, (t, (_, size)) in enumerate(zip(tensors, prepared))
+            for i, (t, (_, size)) in enumerate(zip(tensors, prepared, strict=True))
         ]
         if batch:
             self._batch = states

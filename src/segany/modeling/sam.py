@@ -67,7 +67,7 @@ class Sam(nn.Module):
         """
         image_embeddings = self.embed_images([record["image"] for record in batched_input])
         outputs = []
-        for record, embedding in zip(batched_input, image_embeddings):
+        for record, embedding in zip(batched_input, image_embeddings, strict=True):
             points = None
             if "point_coords" in record:
                 points = (record["point_coords"], record["point_labels"])
