@@ -1,0 +1,46 @@
+"""``segany`` command line: one subcommand per module, heavy imports only when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import download, segment
+
+_COMMANDS = (segment, download)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segany", description="Segment Anything: promptable image segmentation."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in _COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``segany`` script. Returns the exit status (0 ok, 1 bad input, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    from ..errors import SegAnyError
+
+    try:
+        return int(args.run(args) or 0)
+    except SegAnyError as exc:
+        print(f"segany: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("segany: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"segany {version('segany')}"
+    except PackageNotFoundError:
+        return "segany (not installed)"

@@ -1,0 +1,43 @@
+"""Options and model loading shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from ..variants import ALIASES, VARIANTS
+
+if TYPE_CHECKING:
+    from ..modeling import Sam
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=None,
+        choices=sorted([*VARIANTS, *ALIASES]),
+        help="model variant (default: the checkpoint's own; vit_h for a downloaded official checkpoint)",
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="weights file (.pth, .safetensors, or a HF SAM file)"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def load_model(args: argparse.Namespace) -> Sam:
+    """Build the model the options ask for; without ``--checkpoint``, a downloaded official one."""
+    from ..build import build_sam
+    from ..download import cached_checkpoint
+    from ..errors import CheckpointError
+    from ..variants import resolve_variant
+
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        variant = resolve_variant(args.model or "default")
+        checkpoint = cached_checkpoint(variant)
+        if checkpoint is None:
+            raise CheckpointError(
+                f"No checkpoint given and no {variant} checkpoint downloaded; pass --checkpoint PATH "
+                f"or run `segany download {variant}` first."
+            )
+    return build_sam(args.model, checkpoint=checkpoint, device=args.device)

@@ -1,0 +1,138 @@
+"""``segany segment``: masks for clicks and/or a box on one image, written as PNG, scores as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_model_args, load_model
+
+
+def _point(text: str) -> tuple[float, float, int]:
+    parts = text.split(",")
+    try:
+        if len(parts) == 2:
+            return float(parts[0]), float(parts[1]), 1
+        if len(parts) == 3 and parts[2].strip() in ("0", "1"):
+            return float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"expected X,Y or X,Y,LABEL with LABEL 1 (foreground) or 0 (background), got {text!r}"
+    )
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    parts = text.split(",")
+    try:
+        if len(parts) == 4:
+            x0, y0, x1, y1 = (float(p) for p in parts)
+            if x1 >= x0 and y1 >= y0:
+                return x0, y0, x1, y1
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 with X0 <= X1 and Y0 <= Y1, got {text!r}")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "segment",
+        help="segment an object from clicks and/or a box",
+        description="Segment one object of IMAGE from point clicks and/or a box; prints scores as JSON.",
+    )
+    parser.add_argument("image", help="image file (JPEG, PNG, ...)")
+    parser.add_argument(
+        "--point",
+        type=_point,
+        action="append",
+        default=[],
+        metavar="X,Y[,LABEL]",
+        help="a click in pixels; LABEL 1 foreground (default) or 0 background; repeat for more",
+    )
+    parser.add_argument("--box", type=_box, default=None, metavar="X0,Y0,X1,Y1", help="a box in pixels")
+    add_model_args(parser)
+    parser.add_argument("--out", default="mask.png", help="mask PNG to write (default: mask.png)")
+    parser.add_argument(
+        "--overlay", default=None, help="also write the image with the mask, clicks and box drawn"
+    )
+    parser.add_argument(
+        "--multimask",
+        action="store_true",
+        help="write all 3 candidate masks (OUT_0.png, OUT_1.png, OUT_2.png) instead of the best one",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..errors import PromptError, SegAnyError
+    from ..images import load_image
+
+    image = load_image(args.image)
+    height, width = image.shape[:2]
+    if not args.point and args.box is None:
+        raise PromptError("Give at least one --point X,Y or a --box X0,Y0,X1,Y1.")
+    for x, y, _ in args.point:
+        if not (0 <= x < width and 0 <= y < height):
+            raise PromptError(f"Point ({x:g}, {y:g}) lies outside the image ({width} x {height} pixels).")
+    if args.box is not None:
+        x0, y0, x1, y1 = args.box
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            raise PromptError(f"Box {args.box} reaches outside the image ({width} x {height} pixels).")
+
+    from ..predictor import SamPredictor
+
+    predictor = SamPredictor(load_model(args))
+    predictor.set_image(image)
+    coords = np.array([[x, y] for x, y, _ in args.point], dtype=np.float64) if args.point else None
+    labels = np.array([label for _, _, label in args.point], dtype=np.int64) if args.point else None
+    box = np.array(args.box, dtype=np.float64) if args.box is not None else None
+    # One click alone is ambiguous: ask for the 3 candidates and keep the best, as the paper does.
+    ambiguous = box is None and len(args.point) == 1
+    masks, scores, _ = predictor.predict(coords, labels, box, multimask_output=args.multimask or ambiguous)
+    best = int(np.argmax(scores))
+
+    out = Path(args.out)
+    if args.multimask:
+        paths = [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}") for i in range(len(masks))]
+        written = list(range(len(masks)))
+    else:
+        paths, written = [out], [best]
+    try:
+        for path, index in zip(paths, written, strict=True):
+            _write_png(path, masks[index].astype(np.uint8) * 255)
+        if args.overlay:
+            from ..visualize import draw_overlay
+
+            _write_png(Path(args.overlay), draw_overlay(image, masks[best], coords, labels, box))
+    except OSError as exc:
+        raise SegAnyError(f"Cannot write output ({exc.strerror}: {exc.filename}).") from exc
+
+    report = {
+        "image": str(args.image),
+        "size": [width, height],
+        "best": written.index(best) if best in written else 0,
+        "masks": [
+            {"path": str(path), "score": round(float(scores[i]), 6), "area": int(masks[i].sum())}
+            for path, i in zip(paths, written, strict=True)
+        ],
+        "scores": [round(float(s), 6) for s in scores],
+    }
+    if args.overlay:
+        report["overlay"] = str(args.overlay)
+    print(json.dumps(report))
+    return 0
+
+
+def _write_png(path: Path, array: object) -> None:
+    """Write through a temporary file so an interrupted run never leaves a truncated picture."""
+    import os
+
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")  # type: ignore[arg-type]
+    os.replace(tmp, path)
