@@ -120,7 +120,7 @@ def twin_models(config: SamConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]
     return ours, theirs
 
 
-def test_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+def sample_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
     """A real photo from ../shared/data when present, else a smooth synthetic RGB image."""
     photo = SHARED_DATA / "images" / "truck.jpg"
     if photo.exists():
