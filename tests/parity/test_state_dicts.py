@@ -53,6 +53,7 @@ def test_official_loads_segany_pth_and_segany_loads_official_pth(tmp_path):
     ma, sa, la = a.predict(point, np.array([1]))
     mb, sb, lb = b.predict(point, np.array([1]))
     assert np.abs(sa - sb).max() <= 1e-4 and np.abs(la - lb).max() <= 1e-4
+    assert (ma != mb).mean() <= 1e-5
 
 
 def test_registry_builds_the_official_variants_in_eval_mode(tmp_path):
