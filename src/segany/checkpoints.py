@@ -78,7 +78,7 @@ def _read_torch(path: Path) -> tuple[object, SamConfig | None]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"Checkpoint {path} holds pickled Python objects besides tensors, which segany refuses to load "
                 "for safety (weights_only=True); re-save it as a plain state dict."

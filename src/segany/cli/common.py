@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from ..variants import ALIASES, VARIANTS
 
 if TYPE_CHECKING:
+    import torch
+
     from ..modeling import Sam
 
 
@@ -40,4 +42,25 @@ def load_model(args: argparse.Namespace) -> Sam:
                 f"No checkpoint given and no {variant} checkpoint downloaded; pass --checkpoint PATH "
                 f"or run `segany download {variant}` first."
             )
-    return build_sam(args.model, checkpoint=checkpoint, device=args.device)
+    return build_sam(args.model, checkpoint=checkpoint, device=_device(args.device))
+
+
+def _device(name: str | None) -> torch.device:
+    """The ``--device`` asked for, refused with one sentence when it is unknown or absent here."""
+    import torch
+
+    from ..errors import SegAnyError
+    from ..runtime import resolve_device
+
+    try:
+        device = resolve_device(name)
+    except ValueError as exc:
+        raise SegAnyError(str(exc)) from exc
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise SegAnyError(
+            f"Device {name!r} is not available here ({found} CUDA device(s)); use --device cpu."
+        )
+    return device
