@@ -144,7 +144,7 @@ def test_truncated_files(tmp_path, model):
         data = good.read_bytes()
         cut = tmp_path / f"cut{suffix}"
         cut.write_bytes(data[: len(data) // 2])
-        with pytest.raises(CheckpointError, match="is truncated or corrupt.*download it again"):
+        with pytest.raises(CheckpointError, match=r"is truncated or corrupt.*download it again"):
             segany.build_sam(checkpoint=cut)
 
 
