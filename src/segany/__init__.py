@@ -1,16 +1,36 @@
-"""segany: Segment Anything (Kirillov et al., 2023) with the official API, checkpoints and numbers."""
+"""segany: Segment Anything (Kirillov et al., 2023) with the official API, checkpoints and numbers.
 
-from .build import build_sam, sam_from_config, sam_model_registry
-from .checkpoints import read_checkpoint, save_checkpoint
-from .config import ImageEncoderConfig, SamConfig
-from .errors import CheckpointError, DownloadError, ImageError, ImageNotSetError, PromptError, SegAnyError
-from .modeling import Sam
-from .predictor import SamPredictor
-from .prompts import PointLabel
-from .transforms import ResizeLongestSide
-from .variants import VARIANTS
+Public names are imported on first use (PEP 562), so ``import segany`` and ``segany --help`` do not pay
+for importing torch; ``from segany import SamPredictor`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "build_sam": "build",
+    "sam_from_config": "build",
+    "sam_model_registry": "build",
+    "read_checkpoint": "checkpoints",
+    "save_checkpoint": "checkpoints",
+    "ImageEncoderConfig": "config",
+    "SamConfig": "config",
+    "CheckpointError": "errors",
+    "DownloadError": "errors",
+    "ImageError": "errors",
+    "ImageNotSetError": "errors",
+    "PromptError": "errors",
+    "SegAnyError": "errors",
+    "Sam": "modeling",
+    "SamPredictor": "predictor",
+    "PointLabel": "prompts",
+    "ResizeLongestSide": "transforms",
+    "VARIANTS": "variants",
+}
 
 __all__ = [
     "VARIANTS",
@@ -33,3 +53,28 @@ __all__ = [
     "sam_model_registry",
     "save_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segany' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .build import build_sam, sam_from_config, sam_model_registry
+    from .checkpoints import read_checkpoint, save_checkpoint
+    from .config import ImageEncoderConfig, SamConfig
+    from .errors import CheckpointError, DownloadError, ImageError, ImageNotSetError, PromptError, SegAnyError
+    from .modeling import Sam
+    from .predictor import SamPredictor
+    from .prompts import PointLabel
+    from .transforms import ResizeLongestSide
+    from .variants import VARIANTS
