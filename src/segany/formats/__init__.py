@@ -1,0 +1,1 @@
+"""Mask and annotation formats: RLE, SA-1B, COCO, PNG + CSV, YOLO."""
