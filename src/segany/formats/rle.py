@@ -24,7 +24,10 @@ def encode(masks: np.ndarray) -> list[Rle]:
         masks = masks[None]
     if len(masks) == 0:
         return []
-    encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    # pycocotools wants H x W x N in column-major order: that is the memory of N x W x H row-major,
+    # so one transposed copy serves (no per-mask conversion).
+    fortran = np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(2, 1, 0).view(np.uint8)
+    encoded = mask_utils.encode(fortran)
     for rle in encoded:
         rle["counts"] = rle["counts"].decode("ascii")
     return encoded
