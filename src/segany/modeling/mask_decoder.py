@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .batched_decoding import two_way_shared_image, upscale_masks
 from .common import MLP, LayerNorm2d
 from .transformer import TwoWayTransformer
 
@@ -24,8 +25,12 @@ class MaskDecoder(nn.Module):
         activation: type[nn.Module] = nn.GELU,
         iou_head_depth: int = 3,
         iou_head_hidden_dim: int = 256,
+        batched_fast_path: bool = True,
     ) -> None:
+        """``batched_fast_path``: decode several prompts on one image with :mod:`.batched_decoding`
+        (same results up to float rounding); False always runs the reference computation."""
         super().__init__()
+        self.batched_fast_path = batched_fast_path
         self.transformer_dim = transformer_dim
         self.transformer = transformer
         self.num_multimask_outputs = num_multimask_outputs
@@ -88,20 +93,30 @@ class MaskDecoder(nn.Module):
             raise ValueError(
                 f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or the prompt batch {batch}."
             )
+        # One image and one dense embedding (no per-prompt mask input) shared by several prompts.
+        dense_shared = dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0
+        if self.batched_fast_path and batch > 1 and image_embeddings.shape[0] == 1 and dense_shared:
+            src = image_embeddings + dense_prompt_embeddings[:1]
+            h, w = src.shape[-2:]
+            hs, keys = two_way_shared_image(self.transformer, src, image_pe, tokens)
+            masks = upscale_masks(self.output_upscaling, keys, self._hypernetworks(hs), (h, w))
+            return masks, self.iou_prediction_head(hs[:, 0, :])
+
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(batch, -1, -1, -1)
         b, c, h, w = src.shape
-
         hs, src = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
         # Upscale the image embedding and dot it with each mask token's hypernetwork output.
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
+        hyper_in = self._hypernetworks(hs)
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        iou_pred = self.iou_prediction_head(iou_token_out)
-        return masks, iou_pred
+        return masks, self.iou_prediction_head(hs[:, 0, :])
+
+    def _hypernetworks(self, hs: torch.Tensor) -> torch.Tensor:
+        """Mask-token outputs ``B x M x C`` -> per-mask weights over the upscaled channels ``B x M x C/8``."""
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        return torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )

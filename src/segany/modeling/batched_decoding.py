@@ -1,0 +1,176 @@
+"""Fast decoding of many prompts on one image (the automatic generator's case, and several boxes).
+
+The same function as :meth:`MaskDecoder.predict_masks` (the reference), reorganised so that no
+per-prompt copy of anything image-sized is made before it is needed, and per-prompt attention runs in
+the low-rank form the few prompt tokens allow:
+
+* Until the first image-to-token attention updates them, the image keys are the same for every prompt:
+  their projections are computed once and shared.
+* Attention between ``N`` image tokens and ``T`` prompt tokens never forms the projected image
+  (``N x C/2``): projections are folded into the ``T`` tokens instead
+  (``(X W_k^T) q = X (W_k^T q)``, ``P (X W_v^T) = (P X) W_v^T``, ``A (V W_o^T) = A (V W_o^T)`` per head),
+  which costs ``N x C x heads*T`` instead of ``N x C x C/2`` multiply-adds per prompt. The key bias of
+  token-to-image attention is dropped: it adds a constant to each softmax row.
+* The transposed-convolution upscaling runs as channels-last matrix products on each 2 x 2 output
+  block, and the hypernetwork dot product happens before pixels are put back in raster order.
+
+Results equal the reference up to float rounding (tests compare both); this path is used by
+:class:`MaskDecoder` when one image embedding is shared by several prompts and no prompt has its
+own mask input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .transformer import Attention, TwoWayTransformer
+
+# Prompts upscaled together: bounds the 32-channel 256 x 256 intermediate (2 MiB per prompt channel-plane).
+_UPSCALE_CHUNK = 8
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``B x T x (H*d)`` -> ``B x H x T x d``."""
+    b, t, c = x.shape
+    return x.reshape(b, t, num_heads, c // num_heads).transpose(1, 2)
+
+
+def _head_weights(linear: torch.nn.Linear, num_heads: int) -> torch.Tensor:
+    """Weight ``(H*d) x C`` of a projection into heads -> ``H x d x C``."""
+    out, c = linear.weight.shape
+    return linear.weight.reshape(num_heads, out // num_heads, c)
+
+
+def tokens_to_shared_image(
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """Attention of ``B x T x C`` tokens to one image shared by all prompts (``1 x N x C`` keys/values)."""
+    b, t, _ = q.shape
+    heads = attn.num_heads
+    qh = _heads(attn.q_proj(q), heads)  # B x H x T x d
+    kh = _heads(attn.k_proj(k), heads)  # 1 x H x N x d (computed once)
+    vh = _heads(attn.v_proj(v), heads)
+    # All prompts' queries are rows of one attention against the shared keys.
+    rows = qh.permute(1, 0, 2, 3).reshape(1, heads, b * t, -1)
+    out = F.scaled_dot_product_attention(rows, kh, vh, scale=1.0 / math.sqrt(qh.shape[-1]))
+    out = out.reshape(heads, b, t, -1).permute(1, 2, 0, 3).reshape(b, t, -1)
+    return attn.out_proj(out)
+
+
+def tokens_to_image(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention of ``B x T x C`` tokens to per-prompt images (``B x N x C`` keys and values)."""
+    b, t, _ = q.shape
+    heads = attn.num_heads
+    qh = _heads(attn.q_proj(q), heads)  # B x H x T x d
+    d = qh.shape[-1]
+    folded = torch.einsum("bhtd,hdc->bhtc", qh, _head_weights(attn.k_proj, heads)).reshape(b, heads * t, -1)
+    # H*T x N scores per prompt: the softmax runs over the contiguous last axis.
+    probs = (torch.bmm(folded, k.transpose(1, 2)) / math.sqrt(d)).softmax(dim=-1)
+    pooled = torch.bmm(probs, v).reshape(b, heads, t, -1)  # B x H x T x C
+    out = torch.einsum("bhtc,hdc->bhtd", pooled, _head_weights(attn.v_proj, heads))
+    out = out + attn.v_proj.bias.reshape(1, heads, 1, d)  # softmax rows sum to 1
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, heads * d))
+
+
+def image_to_tokens(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention of image tokens (``1 x N x C`` shared, or ``B x N x C``) to ``B x T x C`` prompt tokens.
+
+    Returns ``B x N x C``.
+    """
+    b, t, _ = k.shape
+    heads = attn.num_heads
+    kh = _heads(attn.k_proj(k), heads)  # B x H x T x d
+    vh = _heads(attn.v_proj(v), heads)
+    d = kh.shape[-1]
+    n = q.shape[1]
+    # Scores laid out B x H x T x N, so the softmax over the few tokens T runs across the long N axis.
+    if q.shape[0] == 1:
+        qh = _heads(attn.q_proj(q), heads)[0]  # H x N x d, once for all prompts
+        scores = torch.matmul(
+            kh.permute(1, 0, 2, 3).reshape(heads, b * t, d), qh.transpose(1, 2)
+        )  # H x B*T x N
+        scores = scores.reshape(heads, b, t, n).transpose(0, 1)
+    else:
+        folded = torch.einsum("bhtd,hdc->bhtc", kh, _head_weights(attn.q_proj, heads)).reshape(
+            b, heads * t, -1
+        )
+        bias = torch.einsum("bhtd,hd->bht", kh, attn.q_proj.bias.reshape(heads, d)).reshape(b, heads * t, 1)
+        scores = torch.baddbmm(bias, folded, q.transpose(1, 2)).reshape(b, heads, t, n)
+    probs = (scores / math.sqrt(d)).softmax(dim=2).reshape(b, heads * t, n)
+    # Output projection folded into the values (per head V_h W_o,h^T is T x C); each head's weights sum
+    # to 1 over T, so adding bias / H to every value row adds the bias once.
+    w_out = attn.out_proj.weight.reshape(-1, heads, d)  # C x H x d
+    values = torch.einsum("bhtd,chd->bhtc", vh, w_out).reshape(b, heads * t, -1)
+    values = values + attn.out_proj.bias / heads
+    return torch.bmm(probs.transpose(1, 2), values)
+
+
+def two_way_shared_image(
+    transformer: TwoWayTransformer,
+    image_embedding: torch.Tensor,
+    image_pe: torch.Tensor,
+    tokens: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`TwoWayTransformer.forward` for ``B`` prompts on one ``1 x C x h x w`` image.
+
+    Returns tokens ``B x T x C`` and image keys ``B x N x C``.
+    """
+    keys = image_embedding.flatten(2).transpose(1, 2)  # 1 x N x C until prompts make them differ
+    key_pe = image_pe.flatten(2).transpose(1, 2)
+    queries, query_pe = tokens, tokens
+    for layer in transformer.layers:
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+        k = keys + key_pe
+        to_image = tokens_to_shared_image if keys.shape[0] == 1 else tokens_to_image
+        queries = layer.norm2(
+            queries + to_image(layer.cross_attn_token_to_image, queries + query_pe, k, keys)
+        )
+        queries = layer.norm3(queries + layer.mlp(queries))
+        update = image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries)
+        keys = layer.norm4(keys + update)
+    to_image = tokens_to_shared_image if keys.shape[0] == 1 else tokens_to_image
+    attn_out = to_image(transformer.final_attn_token_to_image, queries + query_pe, keys + key_pe, keys)
+    queries = transformer.norm_final_attn(queries + attn_out)
+    return queries, keys
+
+
+def upscale_masks(
+    upscaling: torch.nn.Sequential, keys: torch.Tensor, hyper_in: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """``output_upscaling`` then the hypernetwork dot product, channels last.
+
+    Args:
+        upscaling: ``ConvT(2x2, s2), LayerNorm2d, act, ConvT(2x2, s2), act`` of the decoder.
+        keys: ``B x (h*w) x C`` image tokens; hyper_in: ``B x M x C/8``; size: ``(h, w)``.
+    Returns:
+        ``B x M x 4h x 4w`` mask logits.
+    """
+    conv1, norm, act1, conv2, act2 = upscaling
+    b, n, c = keys.shape
+    h, w = size
+    c1, c2 = conv1.out_channels, conv2.out_channels
+    # Weights as (2x2 block, out) x in, biases repeated per block, so each transposed convolution is one
+    # matrix product with its bias added inside it.
+    w1 = conv1.weight.reshape(c, c1, 4).permute(2, 1, 0).reshape(4 * c1, c)
+    w2 = conv2.weight.reshape(c1, c2, 4).permute(2, 1, 0).reshape(4 * c2, c1)
+    b1, b2 = conv1.bias.repeat(4), conv2.bias.repeat(4)
+    outputs = []
+    for start in range(0, b, _UPSCALE_CHUNK):
+        x = keys[start : start + _UPSCALE_CHUNK]
+        m = x.shape[0]
+        y = F.linear(x, w1, b1).reshape(m, n, 4, c1)
+        y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
+        z = act2(F.linear(y, w2, b2).reshape(m, n, 4, 4, c2))  # block (a1, b1), sub-block (a2, b2)
+        blocks = torch.einsum("bnpqc,bkc->bknpq", z, hyper_in[start : start + _UPSCALE_CHUNK])
+        # n = (i, j); p = (a1, b1); q = (a2, b2): pixel (4i + 2a1 + a2, 4j + 2b1 + b2).
+        blocks = blocks.reshape(m, -1, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        outputs.append(blocks.reshape(m, -1, 4 * h, 4 * w))
+    return torch.cat(outputs)
