@@ -20,6 +20,26 @@ TINY = SamConfig(
     decoder_mlp_dim=512,
 )
 
+# The trained fixture model (tests/make_fixture_model.py writes FIXTURE_PATH): small enough to train on
+# a CPU in minutes, trained enough that the automatic generator finds real, stable masks. The encoder's
+# out_chans must equal prompt_embed_dim, since the decoder adds prompt embeddings to the image embedding.
+FIXTURE = SamConfig(
+    ImageEncoderConfig(
+        img_size=256,
+        patch_size=16,
+        embed_dim=96,
+        depth=4,
+        num_heads=4,
+        out_chans=128,
+        window_size=8,
+        global_attn_indexes=(1, 3),
+    ),
+    prompt_embed_dim=128,
+    decoder_mlp_dim=512,
+    iou_head_hidden_dim=128,
+)
+FIXTURE_PATH = Path(__file__).resolve().parent / "data" / "amg_fixture.safetensors"
+
 _EMBEDDING_NAMES = ("iou_token", "mask_tokens", "point_embeddings", "not_a_point_embed", "no_mask_embed")
 
 
@@ -118,6 +138,21 @@ def twin_models(config: SamConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]
     theirs = official_sam(config)
     theirs.load_state_dict(ours.state_dict(), strict=True)
     return ours, theirs
+
+
+def fixture_model() -> nn.Module:
+    """The trained fixture model (segany ``Sam``, float32, eval mode, CPU), built from ``FIXTURE_PATH``.
+
+    For the official twin, load the same weights: ``official_sam(FIXTURE).load_state_dict(
+    fixture_model().state_dict())``.
+    """
+    from segany import build_sam
+
+    if not FIXTURE_PATH.exists():
+        raise FileNotFoundError(
+            f"{FIXTURE_PATH} is missing; create it with `python tests/make_fixture_model.py`."
+        )
+    return build_sam(FIXTURE, checkpoint=FIXTURE_PATH, device="cpu")
 
 
 def sample_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:

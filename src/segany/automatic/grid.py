@@ -50,4 +50,4 @@ def generate_crop_boxes(
 
 
 def _crop_len(orig_len: int, n_crops: int, overlap: int) -> int:
-    return int(math.ceil((overlap * (n_crops - 1) + orig_len) / n_crops))
+    return math.ceil((overlap * (n_crops - 1) + orig_len) / n_crops)
