@@ -11,9 +11,14 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
+DEFAULT_MAX_PIXELS = 100_000_000
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as ``H x W x 3`` uint8 RGB (EXIF orientation applied, alpha dropped)."""
+
+def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as ``H x W x 3`` uint8 RGB (EXIF orientation applied, alpha dropped).
+
+    Images with more than ``max_pixels`` pixels are refused before they are decoded (None: no limit).
+    """
     from PIL import ImageOps
 
     path = Path(path)
@@ -21,10 +26,21 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"Image not found: {path}.")
     if path.is_dir():
         raise ImageError(f"Image path {path} is a directory; give an image file.")
+    if path.stat().st_size == 0:
+        raise ImageError(f"Image file {path} is empty (0 bytes).")
     try:
         with Image.open(path) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageError(
+                    f"Image {path} has {img.width} x {img.height} pixels, more than the limit of {max_pixels:,}; "
+                    "downscale it or raise the limit."
+                )
             img = ImageOps.exif_transpose(img)
             return to_rgb_array(img)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"Image {path} is too large to decode safely ({exc}).") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(
             f"Cannot read {path} as an image ({exc}); give a JPEG, PNG or other common image file."

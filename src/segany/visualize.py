@@ -44,3 +44,20 @@ def draw_overlay(
             )
             cv2.drawMarker(canvas, center, color, cv2.MARKER_STAR, size, max(2, round(3 * scale)))
     return canvas
+
+
+def draw_masks(image: np.ndarray, masks: list[np.ndarray], alpha: float = 0.5, seed: int = 0) -> np.ndarray:
+    """``H x W x 3`` uint8 RGB picture of many ``H x W`` bool masks, each in a random colour.
+
+    Larger masks are painted first so small ones stay visible on top.
+    """
+    canvas = image.astype(np.float32).copy()
+    rng = np.random.default_rng(seed)
+    for mask in sorted(masks, key=lambda m: -int(m.sum())):
+        colour = rng.integers(40, 256, 3).astype(np.float32)
+        canvas[mask] = (1 - alpha) * canvas[mask] + alpha * colour
+    canvas = np.clip(canvas, 0, 255).astype(np.uint8)
+    for mask in masks:
+        outline, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, outline, -1, (255, 255, 255), 1)
+    return canvas

@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import download, segment
+from . import auto, download, segment
 
-_COMMANDS = (segment, download)
+_COMMANDS = (segment, auto, download)
 
 
 def build_parser() -> argparse.ArgumentParser:

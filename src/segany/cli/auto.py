@@ -1,0 +1,128 @@
+"""``segany auto``: segment everything in images and write the masks as SA-1B, COCO, PNG or YOLO."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..automatic.config import GeneratorConfig
+from ..images import DEFAULT_MAX_PIXELS
+from .common import add_model_args, load_model
+from .config_flags import add_config_flags, config_from_args
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+FORMATS = ("sa1b", "coco", "png", "yolo")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "auto",
+        help="segment everything in images (automatic mask generation)",
+        description="Generate masks for everything in each image and write them under --out.",
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)"
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--format", choices=FORMATS, default="sa1b", help="output format (default: sa1b)")
+    add_model_args(parser)
+    parser.add_argument(
+        "--overlay", action="store_true", help="also save OUT/overlays/NAME.png with all masks"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    parser.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="skip images with more pixels than this"
+    )
+    add_config_flags(parser, GeneratorConfig, exclude=("output_mode",))
+    parser.set_defaults(run=run)
+
+
+def find_images(inputs: list[str]) -> list[tuple[Path, str]]:
+    """``(path, name)`` for every image: files as given, folders searched recursively.
+
+    ``name`` is the path relative to its folder (the file name for a file input); outputs are named after
+    it. Sorted, so image ids stay the same when a run is resumed.
+    """
+    from ..errors import ImageError
+
+    found: dict[str, Path] = {}
+    for text in inputs:
+        root = Path(text)
+        if root.is_dir():
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                    found.setdefault(path.relative_to(root).as_posix(), path)
+        elif root.exists():
+            found.setdefault(root.name, root)
+        else:
+            raise ImageError(f"Input not found: {root}.")
+    return [(found[name], name) for name in sorted(found)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..automatic import SamAutomaticMaskGenerator
+    from ..errors import SegAnyError
+    from ..formats import get_writer
+    from ..images import load_image
+
+    try:
+        config = config_from_args(GeneratorConfig, args, output_mode="coco_rle")
+    except ValueError as exc:
+        raise SegAnyError(f"Bad generator option: {exc}") from exc
+    if config.points_per_side is None:
+        raise SegAnyError(
+            "--points-per-side must be a number on the command line (point grids are a Python option)."
+        )
+    images = find_images(args.inputs)
+    if not images:
+        raise SegAnyError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found in {' '.join(args.inputs)}.")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = get_writer(args.format)
+    todo = [
+        (i, path, name)
+        for i, (path, name) in enumerate(images)
+        if args.overwrite or not writer.done_path(out_dir, name).exists()
+    ]
+    skipped = len(images) - len(todo)
+    generator = SamAutomaticMaskGenerator.from_config(load_model(args), config) if todo else None
+
+    failed, masks_written = [], 0
+    for image_id, path, name in tqdm(todo, desc="images", unit="img", file=sys.stderr, disable=None):
+        try:
+            image = load_image(path, max_pixels=args.max_pixels)
+        except SegAnyError as exc:
+            failed.append(name)
+            tqdm.write(f"segany: skipped {name}: {exc}", file=sys.stderr)
+            continue
+        records = generator.generate(image)
+        height, width = image.shape[:2]
+        if args.overlay:
+            _write_overlay(out_dir / "overlays" / (Path(name).with_suffix(".png")), image, records)
+        writer.write(out_dir, name, image_id, height, width, records)
+        masks_written += len(records)
+    writer.finish(out_dir)
+    print(
+        f"segany auto: {len(images)} images: {len(todo) - len(failed)} written ({masks_written} masks), "
+        f"{skipped} already done, {len(failed)} failed; output in {out_dir}",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+def _write_overlay(path: Path, image, records: list[dict]) -> None:
+    import os
+
+    from PIL import Image
+
+    from ..formats import rle
+    from ..visualize import draw_masks
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = draw_masks(image, [rle.decode(r["segmentation"]) for r in records])
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(picture).save(tmp, format="PNG")
+    os.replace(tmp, path)
