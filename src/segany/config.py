@@ -47,6 +47,13 @@ class SamConfig:
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
+    def __post_init__(self) -> None:
+        if self.encoder.out_chans != self.prompt_embed_dim:
+            raise ValueError(
+                f"encoder.out_chans ({self.encoder.out_chans}) must equal prompt_embed_dim ({self.prompt_embed_dim}): "
+                "the decoder adds prompt embeddings to the image embedding."
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
