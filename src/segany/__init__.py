@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "SegAnyError": "errors",
     "Sam": "modeling",
     "SamPredictor": "predictor",
+    "SamAutomaticMaskGenerator": "automatic",
+    "GeneratorConfig": "automatic",
     "PointLabel": "prompts",
     "ResizeLongestSide": "transforms",
     "VARIANTS": "variants",
@@ -36,6 +38,7 @@ __all__ = [
     "VARIANTS",
     "CheckpointError",
     "DownloadError",
+    "GeneratorConfig",
     "ImageEncoderConfig",
     "ImageError",
     "ImageNotSetError",
@@ -43,6 +46,7 @@ __all__ = [
     "PromptError",
     "ResizeLongestSide",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamPredictor",
     "SegAnyError",
@@ -69,6 +73,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .automatic import GeneratorConfig, SamAutomaticMaskGenerator
     from .build import build_sam, sam_from_config, sam_model_registry
     from .checkpoints import read_checkpoint, save_checkpoint
     from .config import ImageEncoderConfig, SamConfig
