@@ -1,6 +1,24 @@
-"""Automatic mask generation ("segment everything")."""
+"""Automatic mask generation ("segment everything").
+
+The generator is imported on first use, so the CLI can read :class:`GeneratorConfig` without torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .config import GeneratorConfig
-from .generator import SamAutomaticMaskGenerator
 
 __all__ = ["GeneratorConfig", "SamAutomaticMaskGenerator"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SamAutomaticMaskGenerator":
+        from .generator import SamAutomaticMaskGenerator
+
+        return SamAutomaticMaskGenerator
+    raise AttributeError(f"module 'segany.automatic' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from .generator import SamAutomaticMaskGenerator
