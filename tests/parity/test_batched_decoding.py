@@ -55,3 +55,19 @@ def test_prompts_with_their_own_mask_inputs_match_one_by_one(model):
         alone = model.decode(embedding, points=(coords[i : i + 1], labels[i : i + 1]), masks=masks[i : i + 1])
         assert (together[0][i] - alone[0][0]).abs().max().item() <= 1e-4
         assert (together[1][i] - alone[1][0]).abs().max().item() <= 1e-4
+
+
+@torch.no_grad()
+def test_min_iou_skips_only_prompts_that_cannot_pass(model):
+    coords, labels, _ = _prompts(16, TINY.encoder.img_size)
+    embedding = torch.randn(1, 256, 16, 16)
+    full_masks, iou = model.decode(embedding, points=(coords, labels), multimask_output=True)
+    threshold = float(iou.max(dim=1).values.median())
+    masks, iou_again = model.decode(
+        embedding, points=(coords, labels), multimask_output=True, min_iou=threshold
+    )
+    assert torch.equal(iou, iou_again)
+    passing = (iou > threshold).any(dim=1)
+    assert 0 < passing.sum() < 16
+    assert torch.isnan(masks[~passing]).all()
+    assert (masks[passing] - full_masks[passing]).abs().max().item() <= 1e-5

@@ -47,7 +47,9 @@ def compress(rle: Rle) -> Rle:
 def decode(rle: Rle) -> np.ndarray:
     """Any RLE -> ``H x W`` bool mask."""
     compressed = compress(rle)
-    return mask_utils.decode({"size": compressed["size"], "counts": compressed["counts"].encode("ascii")}).astype(bool)
+    return mask_utils.decode(
+        {"size": compressed["size"], "counts": compressed["counts"].encode("ascii")}
+    ).astype(bool)
 
 
 def uncompressed(mask: np.ndarray) -> Rle:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -59,6 +61,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
+        min_iou: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
@@ -67,13 +70,20 @@ class MaskDecoder(nn.Module):
             sparse_prompt_embeddings: ``B x T x C`` point/box tokens.
             dense_prompt_embeddings: ``B x C x h x w`` mask-prompt embedding.
             multimask_output: return the 3 candidate masks instead of the single one.
+            min_iou: when given, the batched fast path skips upscaling for prompts none of whose returned
+                candidates has a predicted IoU above it; their mask logits are NaN (the automatic
+                generator discards them anyway). Other masks are unchanged.
         Returns:
             mask logits ``B x M x 4h x 4w`` and predicted IoUs ``B x M`` (``M`` = 3 or 1).
         """
-        masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
-        )
         selected = slice(1, None) if multimask_output else slice(0, 1)
+        masks, iou_pred = self.predict_masks(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            keep=None if min_iou is None else (lambda iou: (iou[:, selected] > min_iou).any(dim=1)),
+        )
         return masks[:, selected], iou_pred[:, selected]
 
     def predict_masks(
@@ -82,8 +92,13 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        keep: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ``num_mask_tokens`` masks and IoUs, before the multimask selection."""
+        """All ``num_mask_tokens`` masks and IoUs, before the multimask selection.
+
+        ``keep`` maps the ``B x num_mask_tokens`` IoU predictions to a ``B`` bool of the prompts whose masks
+        are needed (batched fast path only; the others are NaN).
+        """
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
@@ -99,8 +114,20 @@ class MaskDecoder(nn.Module):
             src = image_embeddings + dense_prompt_embeddings[:1]
             h, w = src.shape[-2:]
             hs, keys = two_way_shared_image(self.transformer, src, image_pe, tokens)
-            masks = upscale_masks(self.output_upscaling, keys, self._hypernetworks(hs), (h, w))
-            return masks, self.iou_prediction_head(hs[:, 0, :])
+            iou_pred = self.iou_prediction_head(hs[:, 0, :])
+            if keep is None:
+                return upscale_masks(self.output_upscaling, keys, self._hypernetworks(hs), (h, w)), iou_pred
+            needed = torch.nonzero(keep(iou_pred)).flatten()
+            masks = torch.full(
+                (batch, self.num_mask_tokens, 4 * h, 4 * w),
+                float("nan"),
+                device=keys.device,
+                dtype=keys.dtype,
+            )
+            masks[needed] = upscale_masks(
+                self.output_upscaling, keys[needed], self._hypernetworks(hs[needed]), (h, w)
+            )
+            return masks, iou_pred
 
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(batch, -1, -1, -1)

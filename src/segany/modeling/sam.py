@@ -107,11 +107,13 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         masks: torch.Tensor | None = None,
         multimask_output: bool = True,
+        min_iou: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt-encode and decode: low-res mask logits ``B x M x 4h x 4w`` and IoU predictions ``B x M``.
 
         ``image_embeddings`` is ``1 x C x h x w`` (shared by the ``B`` prompts) or ``B x C x h x w``;
-        prompts are in the input frame (see :class:`PromptEncoder`).
+        prompts are in the input frame (see :class:`PromptEncoder`). ``min_iou``: see
+        :meth:`MaskDecoder.forward` (masks that cannot pass an IoU filter may be left uncomputed, NaN).
         """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks)
         return self.mask_decoder(
@@ -120,6 +122,7 @@ class Sam(nn.Module):
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
+            min_iou=min_iou,
         )
 
     def postprocess_masks(

@@ -1,0 +1,102 @@
+"""SAM's training losses (Kirillov et al., 2023, section 3 and appendix A).
+
+Masks are supervised with a 20:1 mix of focal and dice loss; with several candidate masks per prompt
+only the candidate with the lowest loss is trained, so each output token can specialise on one reading
+of an ambiguous prompt. The IoU head regresses, with mean squared error, the IoU each candidate
+actually reaches.
+
+Every function takes mask logits ``... x H x W`` and binary targets of the same trailing shape (bool or
+0/1 floats); per-mask functions reduce over the last two dimensions only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+FOCAL_WEIGHT = 20.0
+DICE_WEIGHT = 1.0
+
+
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al., 2017) averaged over pixels: ``... x H x W`` -> ``...``.
+
+    ``alpha`` weighs foreground pixels (``1 - alpha`` background); a negative ``alpha`` disables the
+    weighting.
+    """
+    targets = targets.to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    prob = logits.sigmoid()
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = bce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    return loss.flatten(-2).mean(-1)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft dice loss ``1 - (2 |P T| + s) / (|P| + |T| + s)`` on sigmoid probabilities: ``... x H x W`` -> ``...``.
+
+    ``smooth`` keeps the loss defined (and 0) when both prediction and target are empty.
+    """
+    prob = logits.sigmoid().flatten(-2)
+    targets = targets.to(logits.dtype).flatten(-2)
+    overlap = (prob * targets).sum(-1)
+    return 1 - (2 * overlap + smooth) / (prob.sum(-1) + targets.sum(-1) + smooth)
+
+
+@torch.no_grad()
+def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """IoU of ``logits > 0`` with ``targets`` per mask: ``... x H x W`` -> ``...`` (1 when both are empty).
+
+    Thresholded, so it carries no gradient.
+    """
+    pred = (logits > 0).flatten(-2)
+    truth = targets.bool().flatten(-2)
+    inter = (pred & truth).sum(-1).to(logits.dtype)
+    union = (pred | truth).sum(-1).to(logits.dtype)
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def sam_loss(
+    low_res_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The paper's loss for one prediction per prompt.
+
+    Args:
+        low_res_logits: ``B x M x h x w`` mask logits, ``M`` candidates per prompt (1 or 3).
+        iou_pred: ``B x M`` predicted IoUs.
+        targets: ``B x h x w`` ground-truth masks (bool or 0/1), in the frame of the logits.
+    Returns:
+        the scalar loss ``mask + iou_mse`` (mean over the batch), and detached scalar parts for
+        logging: ``mask`` (20 focal + dice of the best candidate), ``focal``, ``dice``, ``iou_mse``
+        and ``iou`` (the best candidate's actual IoU).
+    """
+    if low_res_logits.ndim != 4 or targets.shape != (low_res_logits.shape[0], *low_res_logits.shape[2:]):
+        raise ValueError(
+            f"Expected logits B x M x h x w and targets B x h x w, got {tuple(low_res_logits.shape)} "
+            f"and {tuple(targets.shape)}."
+        )
+    expanded = targets.unsqueeze(1).expand_as(low_res_logits)
+    focal = focal_loss(low_res_logits, expanded)
+    dice = dice_loss(low_res_logits, expanded)
+    per_candidate = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice  # B x M
+    # Only the best candidate is trained, so the others stay free to answer other readings.
+    best = per_candidate.detach().argmin(dim=1, keepdim=True)
+    mask_loss = per_candidate.gather(1, best).mean()
+
+    # The IoU head learns the quality of every candidate; the target is a measurement, not a path
+    # for gradients into the mask logits.
+    actual_iou = mask_iou(low_res_logits.detach(), expanded)
+    iou_mse = F.mse_loss(iou_pred, actual_iou)
+
+    parts = {
+        "mask": mask_loss.detach(),
+        "focal": focal.gather(1, best).mean().detach(),
+        "dice": dice.gather(1, best).mean().detach(),
+        "iou_mse": iou_mse.detach(),
+        "iou": actual_iou.gather(1, best).mean(),
+    }
+    return mask_loss + iou_mse, parts
