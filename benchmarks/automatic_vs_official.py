@@ -1,6 +1,7 @@
 """segany's SamAutomaticMaskGenerator against the official one: same weights, same photo, one run.
 
-Prints the time each spends after the image encoder (generate() minus set_image()), the ratio, peak
+Prints the time each spends after the image encoder (generate() minus the set_image() calls inside it),
+the ratio, peak
 memory of the generate() call, and the agreement of the masks (counts, matched IoU, predicted IoU and
 stability differences).
 
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -96,6 +100,48 @@ def agreement(ours: list[dict], theirs: list[dict]) -> str:
     )
 
 
+def run_one(args: argparse.Namespace) -> dict:
+    """Time one implementation in this process: encoder alone, then the whole generate()."""
+    if args.checkpoint:
+        model = segany.build_sam(checkpoint=args.checkpoint, device="cpu")
+    else:
+        model = randomize_(segany.sam_from_config(VARIANTS[args.model]), seed=0).eval()
+    options = dict(
+        points_per_side=args.points_per_side,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+        crop_n_layers=args.crop_n_layers,
+        output_mode="coco_rle",
+    )
+    if args.worker == "official":
+        from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
+
+        official = official_sam(model.config)
+        official.load_state_dict(model.state_dict(), strict=True)
+        generator = OfficialGenerator(official, **options)
+    else:
+        generator = SamAutomaticMaskGenerator(model, **options)
+    image = photo(args.width, args.height)
+    # Time the encoder inside generate(): wrap set_image, which both generators call once per crop.
+    encoder = [0.0]
+    set_image = generator.predictor.set_image
+
+    def timed_set_image(*a, **k):
+        start = time.perf_counter()
+        set_image(*a, **k)
+        encoder[0] += time.perf_counter() - start
+
+    generator.predictor.set_image = timed_set_image
+    generator.generate(photo(64, 48))  # warm-up: thread pool, allocator, lazy imports
+    encoder[0] = 0.0
+    with PeakRss() as memory:
+        start = time.perf_counter()
+        records = generator.generate(image)
+        total = time.perf_counter() - start
+    encoder = encoder[0]
+    return {"records": records, "encoder": encoder, "total": total, "peak_mib": memory.extra_mib}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b", choices=sorted(VARIANTS))
@@ -108,52 +154,44 @@ def main() -> None:
     parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
     parser.add_argument("--stability-score-thresh", type=float, default=0.95)
     parser.add_argument("--crop-n-layers", type=int, default=0)
-    parser.add_argument("--skip-official", action="store_true", help="time segany only")
+    parser.add_argument("--worker", choices=["segany", "official"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
+    if args.worker:
+        with open(args.result, "wb") as handle:
+            pickle.dump(run_one(args), handle)
+        return
 
-    if args.checkpoint:
-        ours_model = segany.build_sam(checkpoint=args.checkpoint, device="cpu")
-    else:
-        ours_model = randomize_(segany.sam_from_config(VARIANTS[args.model]), seed=0).eval()
-    official_model = official_sam(ours_model.config)
-    official_model.load_state_dict(ours_model.state_dict(), strict=True)
-    image = photo(args.width, args.height)
-    options = dict(
-        points_per_side=args.points_per_side,
-        pred_iou_thresh=args.pred_iou_thresh,
-        stability_score_thresh=args.stability_score_thresh,
-        crop_n_layers=args.crop_n_layers,
-        output_mode="coco_rle",
-    )
+    # Each implementation runs in its own process, so neither inherits the other's memory state.
     results = {}
-    runs = [("segany", SamAutomaticMaskGenerator(ours_model, **options))]
-    if not args.skip_official:
-        runs.append(("official", OfficialGenerator(official_model, **options)))
-    for name, generator in runs:
-        start = time.perf_counter()
-        generator.predictor.set_image(image)
-        encoder = time.perf_counter() - start
-        generator.predictor.reset_image()
-        with PeakRss() as memory:
-            start = time.perf_counter()
-            records = generator.generate(image)
-            total = time.perf_counter() - start
-        results[name] = (records, total - encoder, memory.extra_mib, encoder, total)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("segany", "official"):
+            result = Path(tmp) / f"{name}.pkl"
+            subprocess.run(
+                [sys.executable, __file__, *sys.argv[1:], "--worker", name, "--result", str(result)],
+                check=True,
+            )
+            with open(result, "rb") as handle:
+                results[name] = pickle.load(handle)
 
     print(
-        f"{args.model if not args.checkpoint else args.checkpoint}, {args.width}x{args.height} photo, "
-        f"{args.points_per_side}x{args.points_per_side} grid, torch {torch.__version__}, threads {torch.get_num_threads()}"
+        f"{args.checkpoint or args.model} (random weights)" if not args.checkpoint else args.checkpoint,
+        f"{args.width}x{args.height} photo, {args.points_per_side}x{args.points_per_side} grid, "
+        f"pred_iou_thresh {args.pred_iou_thresh}, stability_score_thresh {args.stability_score_thresh}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}",
     )
     print(
         f"{'':10s} {'encoder s':>10s} {'generate s':>11s} {'after enc s':>12s} {'peak +MiB':>10s} {'masks':>6s}"
     )
-    for name, (records, after, mem, encoder, total) in results.items():
-        print(f"{name:10s} {encoder:10.2f} {total:11.2f} {after:12.2f} {mem:10.0f} {len(records):6d}")
-    if "official" in results:
-        ours_after, theirs_after = results["segany"][1], results["official"][1]
-        print(f"ratio after the encoder (official / segany): {theirs_after / ours_after:.2f}x")
-        print(agreement(results["segany"][0], results["official"][0]))
+    for name, r in results.items():
+        after = r["total"] - r["encoder"]
+        print(
+            f"{name:10s} {r['encoder']:10.2f} {r['total']:11.2f} {after:12.2f} {r['peak_mib']:10.0f} {len(r['records']):6d}"
+        )
+    ours, theirs = results["segany"], results["official"]
+    ratio = (theirs["total"] - theirs["encoder"]) / (ours["total"] - ours["encoder"])
+    print(f"ratio after the encoder (official / segany): {ratio:.2f}x")
+    print(agreement(ours["records"], theirs["records"]))
 
 
 if __name__ == "__main__":

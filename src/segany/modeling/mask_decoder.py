@@ -124,9 +124,9 @@ class MaskDecoder(nn.Module):
                 device=keys.device,
                 dtype=keys.dtype,
             )
-            masks[needed] = upscale_masks(
-                self.output_upscaling, keys[needed], self._hypernetworks(hs[needed]), (h, w)
-            )
+            if len(needed):
+                hyper = self._hypernetworks(hs[needed])
+                masks[needed] = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
             return masks, iou_pred
 
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
