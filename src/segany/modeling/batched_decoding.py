@@ -135,7 +135,8 @@ def two_way_shared_image(
         )
         queries = layer.norm3(queries + layer.mlp(queries))
         update = image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries)
-        keys = layer.norm4(keys + update)
+        del k
+        keys = layer.norm4(update.add_(keys))  # the residual added in place: one fewer image-sized tensor
     to_image = tokens_to_shared_image if keys.shape[0] == 1 else tokens_to_image
     attn_out = to_image(transformer.final_attn_token_to_image, queries + query_pe, keys + key_pe, keys)
     queries = transformer.norm_final_attn(queries + attn_out)

@@ -11,6 +11,9 @@ from .batched_decoding import two_way_shared_image, upscale_masks
 from .common import MLP, LayerNorm2d
 from .transformer import TwoWayTransformer
 
+# Prompts decoded together by the batched fast path (see MaskDecoder._predict_shared_image).
+_PROMPTS_PER_CHUNK = 16
+
 
 class MaskDecoder(nn.Module):
     """Predicts masks (``4h x 4w`` logits) and their IoU from image and prompt embeddings.
@@ -111,23 +114,9 @@ class MaskDecoder(nn.Module):
         # One image and one dense embedding (no per-prompt mask input) shared by several prompts.
         dense_shared = dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0
         if self.batched_fast_path and batch > 1 and image_embeddings.shape[0] == 1 and dense_shared:
-            src = image_embeddings + dense_prompt_embeddings[:1]
-            h, w = src.shape[-2:]
-            hs, keys = two_way_shared_image(self.transformer, src, image_pe, tokens)
-            iou_pred = self.iou_prediction_head(hs[:, 0, :])
-            if keep is None:
-                return upscale_masks(self.output_upscaling, keys, self._hypernetworks(hs), (h, w)), iou_pred
-            needed = torch.nonzero(keep(iou_pred)).flatten()
-            masks = torch.full(
-                (batch, self.num_mask_tokens, 4 * h, 4 * w),
-                float("nan"),
-                device=keys.device,
-                dtype=keys.dtype,
+            return self._predict_shared_image(
+                image_embeddings + dense_prompt_embeddings[:1], image_pe, tokens, keep
             )
-            if len(needed):
-                hyper = self._hypernetworks(hs[needed])
-                masks[needed] = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
-            return masks, iou_pred
 
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(batch, -1, -1, -1)
@@ -140,6 +129,37 @@ class MaskDecoder(nn.Module):
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
         return masks, self.iou_prediction_head(hs[:, 0, :])
+
+    def _predict_shared_image(
+        self,
+        src: torch.Tensor,
+        image_pe: torch.Tensor,
+        tokens: torch.Tensor,
+        keep: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batched fast path, a few prompts at a time: their per-prompt image tensors (4 MiB each
+        for the official size) then stay in the CPU's cache between operations."""
+        batch = tokens.shape[0]
+        h, w = src.shape[-2:]
+        masks = torch.full(
+            (batch, self.num_mask_tokens, 4 * h, 4 * w), float("nan"), device=src.device, dtype=src.dtype
+        )
+        ious = []
+        for start in range(0, batch, _PROMPTS_PER_CHUNK):
+            hs, keys = two_way_shared_image(
+                self.transformer, src, image_pe, tokens[start : start + _PROMPTS_PER_CHUNK]
+            )
+            iou_pred = self.iou_prediction_head(hs[:, 0, :])
+            ious.append(iou_pred)
+            needed = (
+                torch.arange(len(hs), device=hs.device)
+                if keep is None
+                else torch.nonzero(keep(iou_pred)).flatten()
+            )
+            if len(needed):
+                hyper = self._hypernetworks(hs[needed])
+                masks[start + needed] = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
+        return masks, torch.cat(ious)
 
     def _hypernetworks(self, hs: torch.Tensor) -> torch.Tensor:
         """Mask-token outputs ``B x M x C`` -> per-mask weights over the upscaled channels ``B x M x C/8``."""
