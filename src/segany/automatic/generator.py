@@ -33,8 +33,9 @@ from .masks import (
     xyxy_to_xywh,
 )
 
-# Upsample at most this many output pixels at once (float32: 128 MiB).
-_PIXELS_PER_CHUNK = 1 << 25
+# Upsample at most this many output pixels at once (float32: 8 MiB): small enough that the
+# thresholds and counts that follow read the logits from cache (3x faster than 128 MiB chunks here).
+_PIXELS_PER_CHUNK = 1 << 21
 
 
 @dataclass
