@@ -80,6 +80,21 @@ def _print_agreement(ours: SamPredictor, official, image: np.ndarray) -> None:
         print(f"{name:22s} {diffs[1]:9.2e} {diffs[2]:9.2e} {diffs[0]:9.2e} {flipped:9.2e}")
 
 
+def _print_bf16_agreement(exact: SamPredictor, fast: SamPredictor, image: np.ndarray, clicks: list) -> None:
+    """bfloat16 against float32, as a user sees it: mask IoU and score differences per click."""
+    exact.set_image(image)
+    fast.set_image(image)
+    ious, diffs = [], []
+    for coords, labels in clicks:
+        a = exact.predict(coords, labels, multimask_output=False)
+        b = fast.predict(coords, labels, multimask_output=False)
+        ious.append((a[0] & b[0]).sum() / max((a[0] | b[0]).sum(), 1))
+        diffs.append(abs(float(a[1][0] - b[1][0])))
+    print(
+        f"bf16 vs fp32 over {len(clicks)} clicks: mask IoU mean {np.mean(ious):.4f} min {np.min(ious):.4f}, max |score diff| {max(diffs):.4f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b", choices=sorted(VARIANTS))
@@ -87,6 +102,9 @@ def main() -> None:
         "--repeats", type=int, default=2, help="encoder runs per implementation (best is kept)"
     )
     parser.add_argument("--clicks", type=int, default=20, help="predict calls timed per implementation")
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time segany in bfloat16 and compare it with fp32"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -103,7 +121,10 @@ def main() -> None:
     _print_agreement(ours, official, image)
 
     rows = []
-    for name, predictor in (("segany", ours), ("official", official)):
+    runs = [("segany", ours), ("official", official)]
+    if args.bf16:
+        runs.insert(1, ("segany bf16", SamPredictor(ours_model, dtype="bfloat16")))
+    for name, predictor in runs:
         predictor.set_image(image)  # warm-up (allocator, thread pool)
         encoder = _time(lambda p=predictor: p.set_image(image), args.repeats)
         predictor.predict(*clicks[0])
@@ -116,11 +137,14 @@ def main() -> None:
     print(f"model {args.model}, image {w}x{h}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"{'':10s} {'encoder s':>10s} {'click ms':>10s}")
     for name, encoder, click in rows:
-        print(f"{name:10s} {encoder:10.2f} {click * 1000:10.1f}")
-    (_, enc_a, click_a), (_, enc_b, click_b) = rows
-    print(
-        f"{'ratio':10s} {enc_b / enc_a:9.2f}x {click_b / click_a:9.2f}x   (official / segany; >1 = segany faster)"
-    )
+        print(f"{name:12s} {encoder:10.2f} {click * 1000:10.1f}")
+    _, enc_b, click_b = rows[-1]
+    for name, enc_a, click_a in rows[:-1]:
+        print(
+            f"{'ratio':10s} {enc_b / enc_a:9.2f}x {click_b / click_a:9.2f}x   (official / {name}; >1 = segany faster)"
+        )
+    if args.bf16:
+        _print_bf16_agreement(ours, runs[1][1], image, clicks)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from torch import nn
 from .checkpoints import check_fits, infer_config, load_weights, read_checkpoint
 from .config import SamConfig
 from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-from .runtime import resolve_device
+from .runtime import resolve_device, resolve_dtype
 from .variants import VARIANTS, resolve_variant
 
 
@@ -61,6 +61,7 @@ def build_sam(
     name: str | SamConfig | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> Sam:
     """Build a SAM model in eval mode.
 
@@ -72,6 +73,8 @@ def build_sam(
         checkpoint: official ``.pth``, ``.safetensors``, a segany or training checkpoint, or a Hugging
             Face ``transformers`` SAM checkpoint. Without one, the weights are untrained.
         device: where to put the model (default: see :func:`segany.runtime.resolve_device`).
+        dtype: compute precision of predictions, ``float32`` (default, exact) or ``bfloat16`` (autocast;
+            weights stay float32); kept as ``model.compute_dtype`` and used by the predictor and generator.
     """
     state_dict = None
     if checkpoint is not None:
@@ -91,6 +94,7 @@ def build_sam(
     sam = sam_from_config(config)
     if state_dict is not None:
         load_weights(sam, state_dict, str(checkpoint))
+    sam.compute_dtype = resolve_dtype(dtype)
     return sam.to(resolve_device(device)).eval()
 
 

@@ -18,6 +18,7 @@ from .errors import ImageNotSetError, PromptError
 from .images import to_rgb_array
 from .modeling import Sam
 from .prompts import check_boxes, check_mask_input, check_points
+from .runtime import compute_context, resolve_dtype
 from .transforms import ResizeLongestSide
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -34,8 +35,13 @@ class _ImageState:
 class SamPredictor:
     """Computes an image's embedding once, then answers many prompts on it cheaply."""
 
-    def __init__(self, sam_model: Sam) -> None:
+    def __init__(self, sam_model: Sam, dtype: str | torch.dtype | None = None) -> None:
+        """``dtype``: compute precision, ``float32`` (exact) or ``bfloat16``; default the model's
+        ``compute_dtype`` (see :func:`segany.build_sam`). Outputs are float32 either way."""
         self.model = sam_model
+        self.dtype = (
+            resolve_dtype(dtype) if dtype is not None else getattr(sam_model, "compute_dtype", torch.float32)
+        )
         self.transform = ResizeLongestSide(sam_model.img_size)
         self.reset_image()
 
@@ -81,7 +87,8 @@ class SamPredictor:
     def _set_states(self, prepared: list[tuple[torch.Tensor, tuple[int, ...]]], batch: bool) -> None:
         self.reset_image()
         tensors = [tensor.to(self.device) for tensor, _ in prepared]
-        features = self.model.embed_images(tensors)
+        with compute_context(self.device, self.dtype):
+            features = self.model.embed_images(tensors).float()
         states = [
             _ImageState(
                 features[i : i + 1], (int(size[0]), int(size[1])), (int(t.shape[-2]), int(t.shape[-1]))
@@ -288,9 +295,15 @@ class SamPredictor:
         return_logits: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
-        low_res, scores = self.model.decode(
-            state.features, points=points, boxes=boxes, masks=mask_input, multimask_output=multimask_output
-        )
+        with compute_context(self.device, self.dtype):
+            low_res, scores = self.model.decode(
+                state.features,
+                points=points,
+                boxes=boxes,
+                masks=mask_input,
+                multimask_output=multimask_output,
+            )
+        low_res, scores = low_res.float(), scores.float()
         masks = self.model.postprocess_masks(low_res, state.input_size, state.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold

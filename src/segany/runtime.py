@@ -1,6 +1,9 @@
-"""The one device policy: where models run when the caller does not say."""
+"""The one device and precision policy: where models run and in which precision they compute."""
 
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
 
 import torch
 
@@ -44,3 +47,49 @@ def reuse_freed_memory() -> bool:
         return False
     _MEMORY_REUSE_SET = ok
     return ok
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """The compute precision asked for: ``float32`` (exact; the default) or ``bfloat16``."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype in (torch.float32, torch.bfloat16):
+            return dtype
+    elif dtype.lower() in _DTYPES:
+        return _DTYPES[dtype.lower()]
+    raise ValueError(
+        f"Unsupported precision {dtype!r}; use 'float32' (exact) or 'bfloat16' (faster on CPUs with AVX512-BF16/AMX and on GPUs)."
+    )
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products run natively here (any CUDA GPU; CPUs with AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def compute_context(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """The context every forward pass of segany runs in: nothing for float32, autocast for bfloat16.
+
+    Under bfloat16 autocast, weights stay float32 and matrix products, convolutions and attention run
+    in bfloat16, while normalisations and softmax stay float32; outputs are cast back by the caller.
+    """
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

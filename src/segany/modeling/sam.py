@@ -38,6 +38,8 @@ class Sam(nn.Module):
         """``config``, when given, is the configuration the modules were built from (kept for saving)."""
         super().__init__()
         self.config = config
+        # Precision the predictor and generator compute in (see segany.runtime.compute_context).
+        self.compute_dtype = torch.float32
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
