@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import auto, download, segment
+from . import auto, download, export_onnx, segment
 
-_COMMANDS = (segment, auto, download)
+_COMMANDS = (segment, auto, export_onnx, download)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,7 +137,7 @@ class PositionEmbeddingRandom(nn.Module):
             scale = 1.0
         self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
 
-    def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
+    def encode_normalized(self, coords: torch.Tensor) -> torch.Tensor:
         """``... x 2`` coordinates in [0, 1] -> ``... x 2F`` sin/cos features."""
         coords = 2 * coords - 1
         coords = coords @ self.positional_encoding_gaussian_matrix
@@ -151,11 +151,11 @@ class PositionEmbeddingRandom(nn.Module):
         y = (torch.arange(h, device=matrix.device, dtype=matrix.dtype) + 0.5) / h
         x = (torch.arange(w, device=matrix.device, dtype=matrix.dtype) + 0.5) / w
         grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)  # h x w x 2, (x, y)
-        return self._pe_encoding(grid).permute(2, 0, 1)
+        return self.encode_normalized(grid).permute(2, 0, 1)
 
     def forward_with_coords(self, coords_input: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Encode ``B x N x 2`` pixel coordinates (X, Y) in an image of ``image_size = (H, W)``."""
         size_xy = torch.tensor(
             [float(image_size[1]), float(image_size[0])], device=coords_input.device, dtype=torch.float32
         )
-        return self._pe_encoding(coords_input.float() / size_xy)
+        return self.encode_normalized(coords_input.float() / size_xy)

@@ -1,0 +1,71 @@
+"""ONNX export: the decoder keeps the official interface and numbers; the encoder graph matches PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segany.cli import main
+from segany.export.onnx_decoder import INPUT_NAMES, OUTPUT_NAMES
+from support import FIXTURE, FIXTURE_PATH, fixture_model, official_sam
+
+ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+pytestmark = pytest.mark.skipif(not FIXTURE_PATH.exists(), reason="fixture model missing")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    assert main(["export-onnx", "--checkpoint", str(FIXTURE_PATH), "--out", str(out)]) == 0
+    return out
+
+
+def _inputs(num_points: int, with_mask: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    coords = rng.uniform(0, 256, (1, num_points, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, (1, num_points)).astype(np.float32)
+    labels[0, -1] = -1  # the padding point when there is no box
+    coords[0, -1] = 0
+    return {
+        "image_embeddings": rng.normal(size=(1, 128, 16, 16)).astype(np.float32),
+        "point_coords": coords,
+        "point_labels": labels,
+        "mask_input": rng.normal(size=(1, 1, 64, 64)).astype(np.float32),
+        "has_mask_input": np.array([1.0 if with_mask else 0.0], dtype=np.float32),
+        "orig_im_size": np.array([300.0, 410.0], dtype=np.float32),
+    }
+
+
+@pytest.mark.parametrize(("num_points", "with_mask"), [(2, False), (4, False), (3, True)])
+def test_decoder_matches_official_onnx_model(exported, num_points, with_mask):
+    from segment_anything.utils.onnx import SamOnnxModel
+
+    session = ort.InferenceSession(str(exported / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == INPUT_NAMES
+    assert [o.name for o in session.get_outputs()] == OUTPUT_NAMES
+    feeds = _inputs(num_points, with_mask)
+    ours = session.run(None, feeds)
+    theirs_model = official_sam(FIXTURE)
+    theirs_model.load_state_dict(fixture_model().state_dict(), strict=True)
+    with torch.no_grad():
+        theirs = SamOnnxModel(theirs_model, return_single_mask=True)(
+            *(torch.from_numpy(feeds[n]) for n in INPUT_NAMES)
+        )
+    assert ours[0].shape == (1, 1, 300, 410)
+    for a, b in zip(ours, theirs, strict=True):
+        b = b.numpy()
+        # The fixture's logits are scaled x30 (see make_fixture_model.sharpen): compare relative to that.
+        assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(b).max())
+        if a.shape[-1] > 64:
+            assert ((a > 0) != (b > 0)).mean() < 1e-4
+
+
+def test_encoder_graph_matches_pytorch(exported):
+    session = ort.InferenceSession(str(exported / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(1).normal(size=(1, 3, 256, 256)).astype(np.float32)
+    (embedding,) = session.run(None, {"image": image})
+    with torch.no_grad():
+        reference = fixture_model().image_encoder(torch.from_numpy(image)).numpy()
+    assert embedding.shape == (1, 128, 16, 16)
+    assert np.abs(embedding - reference).max() <= 1e-4
