@@ -35,10 +35,25 @@ class _ImageState:
 class SamPredictor:
     """Computes an image's embedding once, then answers many prompts on it cheaply."""
 
-    def __init__(self, sam_model: Sam, dtype: str | torch.dtype | None = None) -> None:
-        """``dtype``: compute precision, ``float32`` (exact) or ``bfloat16``; default the model's
-        ``compute_dtype`` (see :func:`segany.build_sam`). Outputs are float32 either way."""
+    def __init__(
+        self, sam_model: Sam, dtype: str | torch.dtype | None = None, backend: str = "torch"
+    ) -> None:
+        """
+        Args:
+            dtype: compute precision, ``float32`` (exact) or ``bfloat16``; default the model's
+                ``compute_dtype`` (see :func:`segany.build_sam`). Outputs are float32 either way.
+            backend: ``"torch"``, or ``"onnxruntime"`` to run the exported encoder and decoder graphs
+                with ONNX Runtime (needs ``segany[onnx]``; exported once into the cache).
+        """
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}.")
         self.model = sam_model
+        self.backend = backend
+        self._ort = None
+        if backend == "onnxruntime":
+            from .export.ort_backend import OnnxRuntimeRunner  # optional extra, imported only when asked
+
+            self._ort = OnnxRuntimeRunner(sam_model)
         self.dtype = (
             resolve_dtype(dtype) if dtype is not None else getattr(sam_model, "compute_dtype", torch.float32)
         )
@@ -87,8 +102,11 @@ class SamPredictor:
     def _set_states(self, prepared: list[tuple[torch.Tensor, tuple[int, ...]]], batch: bool) -> None:
         self.reset_image()
         tensors = [tensor.to(self.device) for tensor, _ in prepared]
-        with compute_context(self.device, self.dtype):
-            features = self.model.embed_images(tensors).float()
+        if self._ort is not None:
+            features = self._ort.embed(tensors)
+        else:
+            with compute_context(self.device, self.dtype):
+                features = self.model.embed_images(tensors).float()
         states = [
             _ImageState(
                 features[i : i + 1], (int(size[0]), int(size[1])), (int(t.shape[-2]), int(t.shape[-1]))

@@ -69,3 +69,35 @@ def test_encoder_graph_matches_pytorch(exported):
         reference = fixture_model().image_encoder(torch.from_numpy(image)).numpy()
     assert embedding.shape == (1, 128, 16, 16)
     assert np.abs(embedding - reference).max() <= 1e-4
+
+
+def test_onnxruntime_backend_answers_like_torch(tmp_path, monkeypatch):
+    import segany
+    from support import sample_image
+
+    monkeypatch.setenv("SEGANY_CACHE_DIR", str(tmp_path))
+    model = fixture_model()
+    torch_predictor = segany.SamPredictor(model)
+    ort_predictor = segany.SamPredictor(model, backend="onnxruntime")
+    assert list((tmp_path / "onnx").glob("*/decoder.onnx"))  # exported once into the cache
+    image = sample_image()
+    torch_predictor.set_image(image)
+    ort_predictor.set_image(image)
+    h, w = image.shape[:2]
+    cases = [
+        dict(point_coords=np.array([[w / 2, h / 2]]), point_labels=np.array([1])),
+        dict(
+            point_coords=np.array([[w / 2, h / 2], [10, 10]]),
+            point_labels=np.array([1, 0]),
+            multimask_output=False,
+        ),
+        dict(box=np.array([[50, 60, 400, 300], [0, 0, 200, 200]]), multimask_output=False),
+    ]
+    for kwargs in cases:
+        a, b = torch_predictor.predict(**kwargs), ort_predictor.predict(**kwargs)
+        assert a[0].shape == b[0].shape
+        assert np.abs(a[1] - b[1]).max() <= 1e-4
+        assert np.abs(a[2] - b[2]).max() <= 1e-4 * np.abs(a[2]).max()
+        assert (a[0] != b[0]).mean() < 1e-4
+    with pytest.raises(ValueError, match="backend must be 'torch' or 'onnxruntime'"):
+        segany.SamPredictor(model, backend="tensorrt")
