@@ -101,3 +101,13 @@ def test_onnxruntime_backend_answers_like_torch(tmp_path, monkeypatch):
         assert (a[0] != b[0]).mean() < 1e-4
     with pytest.raises(ValueError, match="backend must be 'torch' or 'onnxruntime'"):
         segany.SamPredictor(model, backend="tensorrt")
+
+
+def test_quantized_export_reports_its_measured_cost(tmp_path, capsys):
+    import json
+
+    assert main(["export-onnx", "--checkpoint", str(FIXTURE_PATH), "--out", str(tmp_path), "--quantize"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert (tmp_path / "decoder.int8.onnx").stat().st_size < (tmp_path / "decoder.onnx").stat().st_size
+    cost = json.loads(lines[-1])["int8_accuracy_cost"]
+    assert 0.0 < cost["decoder_mask_iou_mean"] <= 1.0 and cost["encoder_relative_error"] < 0.1
