@@ -29,7 +29,6 @@ from .masks import (
     stability_score,
     uncrop_boxes,
     uncrop_masks,
-    upsample_logits,
     xyxy_to_xywh,
 )
 
@@ -235,7 +234,9 @@ class SamAutomaticMaskGenerator:
         chunk = max(1, _PIXELS_PER_CHUNK // pixels)
         for start in range(0, len(index), chunk):
             rows = index[start : start + chunk]
-            logits = upsample_logits(low_res[rows], self.predictor.input_size, crop_size, model.img_size)
+            logits = model.postprocess_masks(low_res[rows][:, None], self.predictor.input_size, crop_size)[
+                :, 0
+            ]
             stability = stability_score(logits, model.mask_threshold, cfg.stability_score_offset)
             good = torch.ones_like(stability, dtype=torch.bool)
             if cfg.stability_score_thresh > 0.0:

@@ -6,34 +6,10 @@ All masks here are ``N x H x W`` torch tensors; boxes are ``N x 4`` ``XYXY`` wit
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def upsample_logits(
-    low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int], img_size: int
-) -> torch.Tensor:
-    """``N x h x w`` low-res logits -> ``N x H x W`` logits in the original frame.
-
-    The same numbers as ``Sam.postprocess_masks`` (bilinear to the padded square, cut the padding,
-    bilinear to ``original_size``), computed without the padded part: only the low-res rows and columns
-    that reach the unpadded area are upsampled (keeping the same scale factor, so every output pixel
-    uses the same source pixels and weights), and the second resize is skipped when it is the identity.
-    """
-    low_h, low_w = low_res.shape[-2:]
-    factor = img_size // low_h
-    rows = min(low_h, math.ceil(input_size[0] / factor) + 1)
-    cols = min(low_w, math.ceil(input_size[1] / factor) + 1)
-    x = low_res[:, None, :rows, :cols]
-    x = F.interpolate(x, (rows * factor, cols * factor), mode="bilinear", align_corners=False)
-    x = x[..., : input_size[0], : input_size[1]]
-    if tuple(input_size) != tuple(original_size):
-        x = F.interpolate(x, tuple(original_size), mode="bilinear", align_corners=False)
-    return x[:, 0]
 
 
 def stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:

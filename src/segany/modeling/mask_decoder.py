@@ -113,7 +113,7 @@ class MaskDecoder(nn.Module):
             )
         # One image and one dense embedding (no per-prompt mask input) shared by several prompts.
         dense_shared = dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0
-        if self.batched_fast_path and batch > 1 and image_embeddings.shape[0] == 1 and dense_shared:
+        if self.batched_fast_path and image_embeddings.shape[0] == 1 and dense_shared:
             return self._predict_shared_image(
                 image_embeddings + dense_prompt_embeddings[:1], image_pe, tokens, keep
             )

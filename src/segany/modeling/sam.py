@@ -7,6 +7,7 @@ is ``img_size`` (``h' x w'``, unpadded); the encoder sees it padded at the botto
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,10 +134,22 @@ class Sam(nn.Module):
         """``B x M x 4h x 4w`` logits -> ``B x M x H x W`` logits in the original frame.
 
         Upsample to the padded square, cut the padding (``input_size`` = ``(h', w')``), then resize to
-        ``original_size`` = ``(H, W)``; bilinear, ``align_corners=False`` both times.
+        ``original_size`` = ``(H, W)``; bilinear, ``align_corners=False`` both times (the official
+        definition). Computed without the padded part: only the low-res rows and columns that reach the
+        unpadded area are upsampled, with the same scale factor, so every output pixel has the same
+        source pixels and weights (bit-identical results); the second resize is skipped when it is the
+        identity.
         """
-        masks = F.interpolate(masks, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        low_h, low_w = masks.shape[-2:]
+        factor = self.img_size // low_h
+        rows = min(low_h, math.ceil(input_size[0] / factor) + 1)
+        cols = min(low_w, math.ceil(input_size[1] / factor) + 1)
+        masks = F.interpolate(
+            masks[..., :rows, :cols], (rows * factor, cols * factor), mode="bilinear", align_corners=False
+        )
         masks = masks[..., : input_size[0], : input_size[1]]
+        if tuple(input_size) == tuple(original_size):
+            return masks
         return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
