@@ -80,8 +80,10 @@ def _print_agreement(ours: SamPredictor, official, image: np.ndarray) -> None:
         print(f"{name:22s} {diffs[1]:9.2e} {diffs[2]:9.2e} {diffs[0]:9.2e} {flipped:9.2e}")
 
 
-def _print_bf16_agreement(exact: SamPredictor, fast: SamPredictor, image: np.ndarray, clicks: list) -> None:
-    """bfloat16 against float32, as a user sees it: mask IoU and score differences per click."""
+def _print_agreement_with_fp32(
+    name: str, exact: SamPredictor, fast: SamPredictor, image: np.ndarray, clicks: list
+) -> None:
+    """Another path against segany fp32, as a user sees it: mask IoU and score differences per click."""
     exact.set_image(image)
     fast.set_image(image)
     ious, diffs = [], []
@@ -91,7 +93,7 @@ def _print_bf16_agreement(exact: SamPredictor, fast: SamPredictor, image: np.nda
         ious.append((a[0] & b[0]).sum() / max((a[0] | b[0]).sum(), 1))
         diffs.append(abs(float(a[1][0] - b[1][0])))
     print(
-        f"bf16 vs fp32 over {len(clicks)} clicks: mask IoU mean {np.mean(ious):.4f} min {np.min(ious):.4f}, max |score diff| {max(diffs):.4f}"
+        f"{name} vs fp32 over {len(clicks)} clicks: mask IoU mean {np.mean(ious):.4f} min {np.min(ious):.4f}, max |score diff| {max(diffs):.4f}"
     )
 
 
@@ -122,8 +124,13 @@ def main() -> None:
 
     rows = []
     runs = [("segany", ours), ("official", official)]
+    extra = []
     if args.bf16:
-        runs.insert(1, ("segany bf16", SamPredictor(ours_model, dtype="bfloat16")))
+        extra.append(("segany bf16", SamPredictor(ours_model, dtype="bfloat16")))
+    if args.onnx:
+        extra.append(("segany ORT", SamPredictor(ours_model, backend="onnxruntime")))
+        extra.append(("segany ORT int8", SamPredictor(ours_model, backend="onnxruntime-int8")))
+    runs[1:1] = extra
     for name, predictor in runs:
         predictor.set_image(image)  # warm-up (allocator, thread pool)
         encoder = _time(lambda p=predictor: p.set_image(image), args.repeats)
@@ -143,8 +150,8 @@ def main() -> None:
         print(
             f"{'ratio':10s} {enc_b / enc_a:9.2f}x {click_b / click_a:9.2f}x   (official / {name}; >1 = segany faster)"
         )
-    if args.bf16:
-        _print_bf16_agreement(ours, runs[1][1], image, clicks)
+    for name, predictor in extra:
+        _print_agreement_with_fp32(name, ours, predictor, image, clicks)
 
 
 if __name__ == "__main__":

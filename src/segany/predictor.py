@@ -42,18 +42,21 @@ class SamPredictor:
         Args:
             dtype: compute precision, ``float32`` (exact) or ``bfloat16``; default the model's
                 ``compute_dtype`` (see :func:`segany.build_sam`). Outputs are float32 either way.
-            backend: ``"torch"``, or ``"onnxruntime"`` to run the exported encoder and decoder graphs
-                with ONNX Runtime (needs ``segany[onnx]``; exported once into the cache).
+            backend: ``"torch"``, ``"onnxruntime"`` to run the exported encoder and decoder graphs with
+                ONNX Runtime (needs ``segany[onnx]``; exported once into the cache), or
+                ``"onnxruntime-int8"`` for their dynamically quantised versions.
         """
-        if backend not in ("torch", "onnxruntime"):
-            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}.")
+        if backend not in ("torch", "onnxruntime", "onnxruntime-int8"):
+            raise ValueError(
+                f"backend must be 'torch', 'onnxruntime' or 'onnxruntime-int8', got {backend!r}."
+            )
         self.model = sam_model
         self.backend = backend
         self._ort = None
-        if backend == "onnxruntime":
+        if backend != "torch":
             from .export.ort_backend import OnnxRuntimeRunner  # optional extra, imported only when asked
 
-            self._ort = OnnxRuntimeRunner(sam_model)
+            self._ort = OnnxRuntimeRunner(sam_model, int8=backend == "onnxruntime-int8")
         self.dtype = (
             resolve_dtype(dtype) if dtype is not None else getattr(sam_model, "compute_dtype", torch.float32)
         )

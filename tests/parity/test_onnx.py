@@ -99,7 +99,7 @@ def test_onnxruntime_backend_answers_like_torch(tmp_path, monkeypatch):
         assert np.abs(a[1] - b[1]).max() <= 1e-4
         assert np.abs(a[2] - b[2]).max() <= 1e-4 * np.abs(a[2]).max()
         assert (a[0] != b[0]).mean() < 1e-4
-    with pytest.raises(ValueError, match="backend must be 'torch' or 'onnxruntime'"):
+    with pytest.raises(ValueError, match="backend must be 'torch', 'onnxruntime' or 'onnxruntime-int8'"):
         segany.SamPredictor(model, backend="tensorrt")
 
 
@@ -111,3 +111,22 @@ def test_quantized_export_reports_its_measured_cost(tmp_path, capsys):
     assert (tmp_path / "decoder.int8.onnx").stat().st_size < (tmp_path / "decoder.onnx").stat().st_size
     cost = json.loads(lines[-1])["int8_accuracy_cost"]
     assert 0.0 < cost["decoder_mask_iou_mean"] <= 1.0 and cost["encoder_relative_error"] < 0.1
+
+
+def test_int8_backend_runs_and_stays_close(tmp_path, monkeypatch):
+    import segany
+    from support import sample_image
+
+    monkeypatch.setenv("SEGANY_CACHE_DIR", str(tmp_path))
+    model = fixture_model()
+    exact, int8 = segany.SamPredictor(model), segany.SamPredictor(model, backend="onnxruntime-int8")
+    image = sample_image()
+    exact.set_image(image)
+    int8.set_image(image)
+    relative = (
+        exact.get_image_embedding() - int8.get_image_embedding()
+    ).norm() / exact.get_image_embedding().norm()
+    assert relative < 0.05
+    point = np.array([[image.shape[1] / 2, image.shape[0] / 2]])
+    a, b = exact.predict(point, np.array([1])), int8.predict(point, np.array([1]))
+    assert b[0].shape == a[0].shape and np.abs(a[1] - b[1]).max() < 0.1

@@ -31,8 +31,13 @@ class OnnxRuntimeRunner:
     """Computes embeddings and low-res masks with ONNX Runtime (CPU by default)."""
 
     def __init__(
-        self, model: Sam, cache_dir: str | os.PathLike[str] | None = None, providers: list[str] | None = None
-    ):
+        self,
+        model: Sam,
+        cache_dir: str | os.PathLike[str] | None = None,
+        providers: list[str] | None = None,
+        int8: bool = False,
+    ) -> None:
+        """``int8``: run the dynamically quantised graphs (see :mod:`.quantize`) instead of float32 ones."""
         import onnxruntime as ort
 
         from ..download import cache_dir as default_cache
@@ -44,6 +49,13 @@ class OnnxRuntimeRunner:
             export_encoder(model, encoder)
         if not decoder.exists():
             export_decoder(model, decoder, return_single_mask=False)
+        if int8:
+            from .quantize import quantize
+
+            for name in ("encoder", "decoder"):
+                if not (folder / f"{name}.int8.onnx").exists():
+                    quantize(folder / f"{name}.onnx")
+            encoder, decoder = folder / "encoder.int8.onnx", folder / "decoder.int8.onnx"
         providers = providers or ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(encoder), providers=providers)
         self.decoder = ort.InferenceSession(str(decoder), providers=providers)
