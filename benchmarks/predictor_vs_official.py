@@ -107,6 +107,9 @@ def main() -> None:
     parser.add_argument(
         "--bf16", action="store_true", help="also time segany in bfloat16 and compare it with fp32"
     )
+    parser.add_argument(
+        "--onnx", action="store_true", help="also time the ONNX Runtime backends (fp32 and int8)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
