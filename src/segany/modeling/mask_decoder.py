@@ -158,7 +158,8 @@ class MaskDecoder(nn.Module):
             )
             if len(needed):
                 hyper = self._hypernetworks(hs[needed])
-                masks[start + needed] = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
+                upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
+                masks[start + needed] = upscaled.to(masks.dtype)
         return masks, torch.cat(ious)
 
     def _hypernetworks(self, hs: torch.Tensor) -> torch.Tensor:
