@@ -15,6 +15,9 @@ from torch import nn
 
 from .common import LayerNorm2d, MLPBlock
 
+# Query rows per block in global attention (see Attention._chunked_attention).
+_QUERY_CHUNK = 128
+
 
 class ImageEncoderViT(nn.Module):
     """Patch embedding, learned absolute positions, ``depth`` transformer blocks and a conv neck."""
@@ -160,6 +163,9 @@ class Attention(nn.Module):
         # qkv: 3 x B x heads x N x head_dim
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if self.use_rel_pos and self.use_sdpa and tokens > _QUERY_CHUNK:
+            out = self._chunked_attention(q, k, v, height, width)
+            return self.proj(out.permute(0, 2, 1, 3).reshape(batch, height, width, -1))
         bias = None
         if self.use_rel_pos:
             bias = decomposed_rel_pos_bias(
@@ -179,6 +185,28 @@ class Attention(nn.Module):
         # B x heads x N x head_dim -> B x H x W x C
         out = out.permute(0, 2, 1, 3).reshape(batch, height, width, -1)
         return self.proj(out)
+
+    def _chunked_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, height: int, width: int
+    ) -> torch.Tensor:
+        """Global attention a block of query rows at a time, building only that block's bias.
+
+        The full relative-position bias of a global block is ``heads x N x N`` (805 MB for vit_b at
+        1024 input); built and read in query blocks it stays in cache. Every query row sees the same
+        keys and bias as in one piece, so the numbers are those of the one-piece computation.
+        """
+        batch, heads, tokens, dim = q.shape
+        rh = get_rel_pos(height, height, self.rel_pos_h)  # H x H x d
+        rw = get_rel_pos(width, width, self.rel_pos_w)
+        grid_q = q.reshape(batch, heads, height, width, dim)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, rh).reshape(batch, heads, tokens, height)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, rw).reshape(batch, heads, tokens, width)
+        out = torch.empty_like(q)
+        for start in range(0, tokens, _QUERY_CHUNK):
+            rows = slice(start, start + _QUERY_CHUNK)
+            bias = (rel_h[:, :, rows, :, None] + rel_w[:, :, rows, None, :]).flatten(-2)
+            out[:, :, rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=bias)
+        return out
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
