@@ -22,6 +22,7 @@ own mask input.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,14 +46,15 @@ def _head_weights(linear: torch.nn.Linear, num_heads: int) -> torch.Tensor:
 
 
 def tokens_to_shared_image(
-    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    attn: Attention, q: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor
 ) -> torch.Tensor:
-    """Attention of ``B x T x C`` tokens to one image shared by all prompts (``1 x N x C`` keys/values)."""
+    """Attention of ``B x T x C`` tokens to one image shared by all prompts.
+
+    ``kh``, ``vh``: the image's projected keys and values, ``1 x H x N x d`` (see :class:`SharedImage`).
+    """
     b, t, _ = q.shape
     heads = attn.num_heads
     qh = _heads(attn.q_proj(q), heads)  # B x H x T x d
-    kh = _heads(attn.k_proj(k), heads)  # 1 x H x N x d (computed once)
-    vh = _heads(attn.v_proj(v), heads)
     # All prompts' queries are rows of one attention against the shared keys.
     rows = qh.permute(1, 0, 2, 3).reshape(1, heads, b * t, -1)
     out = F.scaled_dot_product_attention(rows, kh, vh, scale=1.0 / math.sqrt(qh.shape[-1]))
@@ -75,10 +77,13 @@ def tokens_to_image(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.
     return attn.out_proj(out.transpose(1, 2).reshape(b, t, heads * d))
 
 
-def image_to_tokens(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Attention of image tokens (``1 x N x C`` shared, or ``B x N x C``) to ``B x T x C`` prompt tokens.
+def image_to_tokens(
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_qh: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention of image tokens (``B x N x C``, or one shared image) to ``B x T x C`` prompt tokens.
 
-    Returns ``B x N x C``.
+    For a shared image pass its projected query heads ``shared_qh`` (``H x N x d``); ``q`` then only
+    gives the token count. Returns ``B x N x C``.
     """
     b, t, _ = k.shape
     heads = attn.num_heads
@@ -87,8 +92,8 @@ def image_to_tokens(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.
     d = kh.shape[-1]
     n = q.shape[1]
     # Scores laid out B x H x T x N, so the softmax over the few tokens T runs across the long N axis.
-    if q.shape[0] == 1:
-        qh = _heads(attn.q_proj(q), heads)[0]  # H x N x d, once for all prompts
+    if shared_qh is not None:
+        qh = shared_qh  # H x N x d, once for all prompts
         scores = torch.matmul(
             kh.permute(1, 0, 2, 3).reshape(heads, b * t, d), qh.transpose(1, 2)
         )  # H x B*T x N
@@ -108,37 +113,73 @@ def image_to_tokens(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.
     return torch.bmm(probs.transpose(1, 2), values)
 
 
+@dataclass(frozen=True)
+class SharedImage:
+    """What the first two-way layer computes from the image alone, once for all prompts of a call."""
+
+    keys: torch.Tensor  # 1 x N x C image tokens (embedding + dense prompt)
+    key_pe: torch.Tensor  # 1 x N x C positional encoding
+    token_to_image_k: torch.Tensor  # 1 x H x N x d
+    token_to_image_v: torch.Tensor  # 1 x H x N x d
+    image_to_token_q: torch.Tensor  # H x N x d
+
+
+def prepare_shared_image(
+    transformer: TwoWayTransformer, image_embedding: torch.Tensor, image_pe: torch.Tensor
+) -> SharedImage:
+    """Project a ``1 x C x h x w`` image for the first layer's two cross-attentions."""
+    keys = image_embedding.flatten(2).transpose(1, 2)
+    key_pe = image_pe.flatten(2).transpose(1, 2)
+    k = keys + key_pe
+    first = transformer.layers[0]
+    to_image, to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+    return SharedImage(
+        keys=keys,
+        key_pe=key_pe,
+        token_to_image_k=_heads(to_image.k_proj(k), to_image.num_heads),
+        token_to_image_v=_heads(to_image.v_proj(keys), to_image.num_heads),
+        image_to_token_q=_heads(to_token.q_proj(k), to_token.num_heads)[0],
+    )
+
+
 def two_way_shared_image(
-    transformer: TwoWayTransformer,
-    image_embedding: torch.Tensor,
-    image_pe: torch.Tensor,
-    tokens: torch.Tensor,
+    transformer: TwoWayTransformer, image: SharedImage, tokens: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:meth:`TwoWayTransformer.forward` for ``B`` prompts on one ``1 x C x h x w`` image.
+    """:meth:`TwoWayTransformer.forward` for ``B`` prompts on one prepared image.
 
     Returns tokens ``B x T x C`` and image keys ``B x N x C``.
     """
-    keys = image_embedding.flatten(2).transpose(1, 2)  # 1 x N x C until prompts make them differ
-    key_pe = image_pe.flatten(2).transpose(1, 2)
+    keys, key_pe = image.keys, image.key_pe
     queries, query_pe = tokens, tokens
-    for layer in transformer.layers:
+    for index, layer in enumerate(transformer.layers):
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(q=queries, k=queries, v=queries)
         else:
             q = queries + query_pe
             queries = queries + layer.self_attn(q=q, k=q, v=queries)
         queries = layer.norm1(queries)
-        k = keys + key_pe
-        to_image = tokens_to_shared_image if keys.shape[0] == 1 else tokens_to_image
-        queries = layer.norm2(
-            queries + to_image(layer.cross_attn_token_to_image, queries + query_pe, k, keys)
-        )
-        queries = layer.norm3(queries + layer.mlp(queries))
-        update = image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries)
-        del k
+        if index == 0:  # keys are still the shared image: use its precomputed projections
+            attn_out = tokens_to_shared_image(
+                layer.cross_attn_token_to_image,
+                queries + query_pe,
+                image.token_to_image_k,
+                image.token_to_image_v,
+            )
+            queries = layer.norm2(queries + attn_out)
+            queries = layer.norm3(queries + layer.mlp(queries))
+            update = image_to_tokens(
+                layer.cross_attn_image_to_token, keys, queries + query_pe, queries, image.image_to_token_q
+            )
+        else:
+            k = keys + key_pe
+            queries = layer.norm2(
+                queries + tokens_to_image(layer.cross_attn_token_to_image, queries + query_pe, k, keys)
+            )
+            queries = layer.norm3(queries + layer.mlp(queries))
+            update = image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries)
+            del k
         keys = layer.norm4(update.add_(keys))  # the residual added in place: one fewer image-sized tensor
-    to_image = tokens_to_shared_image if keys.shape[0] == 1 else tokens_to_image
-    attn_out = to_image(transformer.final_attn_token_to_image, queries + query_pe, keys + key_pe, keys)
+    attn_out = tokens_to_image(transformer.final_attn_token_to_image, queries + query_pe, keys + key_pe, keys)
     queries = transformer.norm_final_attn(queries + attn_out)
     return queries, keys
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .batched_decoding import two_way_shared_image, upscale_masks
+from .batched_decoding import prepare_shared_image, two_way_shared_image, upscale_masks
 from .common import MLP, LayerNorm2d
 from .transformer import TwoWayTransformer
 
@@ -145,9 +145,10 @@ class MaskDecoder(nn.Module):
             (batch, self.num_mask_tokens, 4 * h, 4 * w), float("nan"), device=src.device, dtype=src.dtype
         )
         ious = []
+        image = prepare_shared_image(self.transformer, src, image_pe)  # once for all chunks
         for start in range(0, batch, _PROMPTS_PER_CHUNK):
             hs, keys = two_way_shared_image(
-                self.transformer, src, image_pe, tokens[start : start + _PROMPTS_PER_CHUNK]
+                self.transformer, image, tokens[start : start + _PROMPTS_PER_CHUNK]
             )
             iou_pred = self.iou_prediction_head(hs[:, 0, :])
             ious.append(iou_pred)
