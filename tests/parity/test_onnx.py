@@ -79,7 +79,7 @@ def test_onnxruntime_backend_answers_like_torch(tmp_path, monkeypatch):
     model = fixture_model()
     torch_predictor = segany.SamPredictor(model)
     ort_predictor = segany.SamPredictor(model, backend="onnxruntime")
-    assert list((tmp_path / "onnx").glob("*/decoder.onnx"))  # exported once into the cache
+    assert list((tmp_path / "onnx").glob("*/decoder_lowres.onnx"))  # exported once into the cache
     image = sample_image()
     torch_predictor.set_image(image)
     ort_predictor.set_image(image)

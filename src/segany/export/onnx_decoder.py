@@ -32,6 +32,8 @@ INPUT_NAMES = [
     "orig_im_size",
 ]
 OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
+# Outputs of the graph without upscaling (ONNX Runtime backend: the predictor upscales what it keeps).
+LOW_RES_OUTPUT_NAMES = ["iou_predictions", "low_res_masks"]
 
 
 class SamOnnxDecoder(nn.Module):
@@ -41,10 +43,13 @@ class SamOnnxDecoder(nn.Module):
     points, else the best of the three candidates), as the official web demo expects.
     """
 
-    def __init__(self, model: Sam, return_single_mask: bool = True) -> None:
+    def __init__(self, model: Sam, return_single_mask: bool = True, upscale: bool = True) -> None:
+        """``upscale=False`` leaves out the resize to ``orig_im_size``: outputs are then
+        ``LOW_RES_OUTPUT_NAMES`` and ``orig_im_size`` is unused."""
         super().__init__()
         self.model = model
         self.return_single_mask = return_single_mask
+        self.upscale = upscale
         self.img_size = model.img_size
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -79,7 +84,7 @@ class SamOnnxDecoder(nn.Module):
         mask_input: torch.Tensor,
         has_mask_input: torch.Tensor,
         orig_im_size: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, ...]:
         sparse = self._embed_points(point_coords, point_labels)
         dense = self._embed_mask(mask_input, has_mask_input)
         decoder = self.model.mask_decoder
@@ -88,6 +93,8 @@ class SamOnnxDecoder(nn.Module):
         )
         if self.return_single_mask:
             masks, scores = self._select_single(masks, scores, point_coords.shape[1])
+        if not self.upscale:
+            return scores, masks
         return self._postprocess(masks, orig_im_size), scores, masks
 
     def _select_single(

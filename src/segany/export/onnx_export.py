@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..modeling import Sam
-from .onnx_decoder import INPUT_NAMES, OUTPUT_NAMES, SamOnnxDecoder
+from .onnx_decoder import INPUT_NAMES, LOW_RES_OUTPUT_NAMES, OUTPUT_NAMES, SamOnnxDecoder
 
 ENCODER_INPUT = "image"  # 1 x 3 x S x S, normalised and padded (Sam.preprocess)
 ENCODER_OUTPUT = "image_embeddings"
@@ -30,14 +30,20 @@ def _dummy_decoder_inputs(model: Sam, num_points: int = 5) -> tuple[torch.Tensor
 
 
 def export_decoder(
-    model: Sam, path: str | os.PathLike[str], return_single_mask: bool = True, opset: int = 17
+    model: Sam,
+    path: str | os.PathLike[str],
+    return_single_mask: bool = True,
+    opset: int = 17,
+    upscale: bool = True,
 ) -> Path:
     """Write the prompt encoder + mask decoder as ONNX with the official input and output names.
 
     The number of points is dynamic; everything else has the model's fixed sizes.
     """
     path = Path(path)
-    wrapper = SamOnnxDecoder(model.float().eval(), return_single_mask=return_single_mask).eval()
+    wrapper = SamOnnxDecoder(
+        model.float().eval(), return_single_mask=return_single_mask, upscale=upscale
+    ).eval()
     dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -47,7 +53,7 @@ def export_decoder(
             _dummy_decoder_inputs(model),
             str(path),
             input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES,
+            output_names=OUTPUT_NAMES if upscale else LOW_RES_OUTPUT_NAMES,
             dynamic_axes=dynamic_axes,
             opset_version=opset,
             do_constant_folding=True,

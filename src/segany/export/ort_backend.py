@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..modeling import Sam
-from ..prompts import PointLabel
+from ..prompts import PADDING_POINT, PointLabel
 from .onnx_export import ENCODER_INPUT, export_decoder, export_encoder
 
 
@@ -25,6 +25,14 @@ def _weights_key(model: Sam) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _quantized(path: Path) -> Path:
+    """The int8 version of a cached graph, quantised on first use."""
+    from .quantize import quantize
+
+    out = path.with_name(path.stem + ".int8.onnx")
+    return out if out.exists() else quantize(path)
 
 
 class OnnxRuntimeRunner:
@@ -44,18 +52,14 @@ class OnnxRuntimeRunner:
 
         folder = Path(cache_dir) if cache_dir is not None else default_cache() / "onnx" / _weights_key(model)
         folder.mkdir(parents=True, exist_ok=True)
-        encoder, decoder = folder / "encoder.onnx", folder / "decoder.onnx"
+        encoder, decoder = folder / "encoder.onnx", folder / "decoder_lowres.onnx"
         if not encoder.exists():
             export_encoder(model, encoder)
         if not decoder.exists():
-            export_decoder(model, decoder, return_single_mask=False)
+            # Low-res outputs only: the predictor upscales just what it returns, as with PyTorch.
+            export_decoder(model, decoder, return_single_mask=False, upscale=False)
         if int8:
-            from .quantize import quantize
-
-            for name in ("encoder", "decoder"):
-                if not (folder / f"{name}.int8.onnx").exists():
-                    quantize(folder / f"{name}.onnx")
-            encoder, decoder = folder / "encoder.int8.onnx", folder / "decoder.int8.onnx"
+            encoder, decoder = _quantized(encoder), _quantized(decoder)
         providers = providers or ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(encoder), providers=providers)
         self.decoder = ort.InferenceSession(str(decoder), providers=providers)
@@ -90,7 +94,7 @@ class OnnxRuntimeRunner:
                 coords.append(boxes[i].float().cpu().numpy().reshape(2, 2))
                 labels.append(np.array([PointLabel.BOX_TOP_LEFT, PointLabel.BOX_BOTTOM_RIGHT], np.float32))
             else:
-                coords.append(np.zeros((1, 2), np.float32))  # the padding point (see segany.prompts)
+                coords.append(np.array([PADDING_POINT], np.float32))
                 labels.append(np.array([PointLabel.PADDING], np.float32))
             mask = (
                 masks[i : i + 1].float().cpu().numpy()
@@ -105,7 +109,8 @@ class OnnxRuntimeRunner:
                 "has_mask_input": np.array([1.0 if masks is not None else 0.0], np.float32),
                 "orig_im_size": np.array([self.model.img_size, self.model.img_size], np.float32),
             }
-            _, iou, low_res_masks = self.decoder.run(["masks", "iou_predictions", "low_res_masks"], feeds)
+            wanted = {i.name for i in self.decoder.get_inputs()}  # orig_im_size may be pruned from the graph
+            iou, low_res_masks = self.decoder.run(None, {k: v for k, v in feeds.items() if k in wanted})
             selected = slice(1, None) if multimask_output else slice(0, 1)
             low_res.append(torch.from_numpy(low_res_masks[:, selected]))
             ious.append(torch.from_numpy(iou[:, selected]))
