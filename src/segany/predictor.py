@@ -57,9 +57,7 @@ class SamPredictor:
             from .export.ort_backend import OnnxRuntimeRunner  # optional extra, imported only when asked
 
             self._ort = OnnxRuntimeRunner(sam_model, int8=backend == "onnxruntime-int8")
-        self.dtype = (
-            resolve_dtype(dtype) if dtype is not None else getattr(sam_model, "compute_dtype", torch.float32)
-        )
+        self.dtype = resolve_dtype(dtype) if dtype is not None else sam_model.compute_dtype
         self.transform = ResizeLongestSide(sam_model.img_size)
         self.reset_image()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 
@@ -28,7 +27,7 @@ def reuse_freed_memory() -> bool:
     large temporary (the decoder makes several of hundreds of MiB per batch of prompts) pays page faults
     and zeroing again; that cost was about a third of the batched decoder's time here. With this, the
     process's heap keeps its peak size instead of shrinking between batches. Called by the automatic
-    generator and the CLI; a no-op elsewhere. Returns whether the setting is in effect.
+    generator; a no-op off Linux/glibc. Returns whether the setting is in effect.
     """
     global _MEMORY_REUSE_SET
     if _MEMORY_REUSE_SET:
@@ -69,19 +68,6 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     raise ValueError(
         f"Unsupported precision {dtype!r}; use 'float32' (exact) or 'bfloat16' (faster on CPUs with AVX512-BF16/AMX and on GPUs)."
     )
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bfloat16 matrix products run natively here (any CUDA GPU; CPUs with AVX512-BF16 or AMX)."""
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def compute_context(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

@@ -97,7 +97,8 @@ def test_other_formats(tmp_path, folder, checkpoint, capsys, fmt):
         records = read_png_folder(out / "a")
         assert records and records[0]["segmentation"].shape == (96, 128)
     else:
-        assert isinstance(read_yolo(out / "a.txt", 96, 128), list)
+        masks = read_yolo(out / "a.txt", 96, 128)
+        assert masks and all(m.shape == (96, 128) and m.any() for m in masks)
 
 
 def test_bad_options_and_inputs(tmp_path, folder, checkpoint, capsys):

@@ -29,6 +29,7 @@ from .masks import (
     stability_score,
     uncrop_boxes,
     uncrop_masks,
+    uncrop_points,
     xyxy_to_xywh,
 )
 
@@ -199,7 +200,7 @@ class SamAutomaticMaskGenerator:
         )
         masks = masks.select(keep)
         masks.boxes = [uncrop_boxes(masks.tensor("boxes"), crop_box)]
-        masks.points = [masks.tensor("points") + torch.tensor([[x0, y0]], dtype=torch.float64)]
+        masks.points = [uncrop_points(masks.tensor("points"), crop_box)]
         masks.crop_boxes = [torch.tensor([crop_box], dtype=torch.int64).repeat(len(masks), 1)]
         return masks
 
@@ -245,15 +246,11 @@ class SamAutomaticMaskGenerator:
             del logits
             boxes = masks_to_boxes(binary)
             near = box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
-            binary, boxes = binary[~near], boxes[~near]
-            chosen = rows[good][~near]
-            full = uncrop_masks(binary, crop_box, orig_h, orig_w)
-            if cfg.max_mask_area_fraction is not None:
-                small = full.flatten(1).sum(1) <= cfg.max_mask_area_fraction * orig_h * orig_w
-                full, boxes, chosen = full[small], boxes[small], chosen[small]
-                stab = stability[good][~near][small]
-            else:
-                stab = stability[good][~near]
+            keep = ~near
+            if cfg.max_mask_area_fraction is not None:  # the SA-1B filter; a crop's pixels are the mask's
+                keep &= binary.flatten(1).sum(1) <= cfg.max_mask_area_fraction * orig_h * orig_w
+            full = uncrop_masks(binary[keep], crop_box, orig_h, orig_w)
+            boxes, chosen, stab = boxes[keep], rows[good][keep], stability[good][keep]
             out.rles.extend(rle_codec.encode(full.cpu().numpy()))
             out.boxes.append(boxes.cpu())
             out.iou_preds.append(iou_preds[chosen].float().cpu())

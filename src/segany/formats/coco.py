@@ -30,9 +30,8 @@ from segany.formats.base import (
     atomic_write_json,
     check_records,
     output_stem,
-    plain,
-    to_coco_rle,
 )
+from segany.formats.sa1b import sa1b_annotation
 
 PARTS_DIR = ".coco_parts"
 INSTANCES_FILE = "instances.json"
@@ -40,21 +39,14 @@ CATEGORY = {"id": 1, "name": "object"}
 
 
 def coco_annotation(record: Record, image_id: int, height: int, width: int) -> dict[str, Any]:
-    """One generator record -> one COCO annotation without its ``id`` (assigned when the folder is assembled)."""
-    predicted_iou = plain(record["predicted_iou"])
-    return {
-        "image_id": int(image_id),
-        "category_id": CATEGORY["id"],
-        "segmentation": to_coco_rle(record["segmentation"], height, width),
-        "area": plain(record["area"]),
-        "bbox": plain(record["bbox"]),
-        "iscrowd": 0,
-        "score": predicted_iou,
-        "predicted_iou": predicted_iou,
-        "stability_score": plain(record["stability_score"]),
-        "point_coords": plain(record["point_coords"]),
-        "crop_box": plain(record["crop_box"]),
-    }
+    """One generator record -> one COCO annotation without its ``id`` (assigned when the folder is assembled):
+    the SA-1B fields plus COCO's ``image_id``, ``category_id``, ``iscrowd`` and ``score``."""
+    annotation = sa1b_annotation(record, 0, height, width)
+    del annotation["id"]
+    annotation.update(
+        image_id=int(image_id), category_id=CATEGORY["id"], iscrowd=0, score=annotation["predicted_iou"]
+    )
+    return annotation
 
 
 class CocoWriter(MaskWriter):

@@ -15,7 +15,7 @@ from torch import nn
 
 from .common import LayerNorm2d, MLPBlock
 
-# Query rows per block in global attention (see Attention._chunked_attention).
+# Query rows per block in attention over more tokens than this (see Attention._chunked_attention).
 _QUERY_CHUNK = 128
 
 
@@ -189,18 +189,22 @@ class Attention(nn.Module):
     def _chunked_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, height: int, width: int
     ) -> torch.Tensor:
-        """Global attention a block of query rows at a time, building only that block's bias.
+        """Attention a block of query rows at a time, building only that block's bias.
 
         The full relative-position bias of a global block is ``heads x N x N`` (805 MB for vit_b at
         1024 input); built and read in query blocks it stays in cache. Every query row sees the same
         keys and bias as in one piece, so the numbers are those of the one-piece computation.
         """
         batch, heads, tokens, dim = q.shape
-        rh = get_rel_pos(height, height, self.rel_pos_h)  # H x H x d
-        rw = get_rel_pos(width, width, self.rel_pos_w)
-        grid_q = q.reshape(batch, heads, height, width, dim)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, rh).reshape(batch, heads, tokens, height)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, rw).reshape(batch, heads, tokens, width)
+        rel_h, rel_w = rel_pos_terms(
+            q.reshape(batch * heads, tokens, dim),
+            self.rel_pos_h,
+            self.rel_pos_w,
+            (height, width),
+            (height, width),
+        )
+        rel_h = rel_h.reshape(batch, heads, tokens, height)
+        rel_w = rel_w.reshape(batch, heads, tokens, width)
         out = torch.empty_like(q)
         for start in range(0, tokens, _QUERY_CHUNK):
             rows = slice(start, start + _QUERY_CHUNK)
@@ -257,19 +261,20 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[relative.long()]
 
 
-def decomposed_rel_pos_bias(
+def rel_pos_terms(
     q: torch.Tensor,
     rel_pos_h: torch.Tensor,
     rel_pos_w: torch.Tensor,
     q_size: tuple[int, int],
     k_size: tuple[int, int],
-) -> torch.Tensor:
-    """Additive attention bias of MViTv2's decomposed relative positions.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two halves of MViTv2's decomposed relative-position bias.
 
     Args:
         q: ``B x (q_h*q_w) x C`` unscaled queries.
     Returns:
-        ``B x (q_h*q_w) x (k_h*k_w)`` bias: ``q . R_h[row offset] + q . R_w[column offset]``.
+        ``B x (q_h*q_w) x k_h`` (``q . R_h[row offset]``) and ``B x (q_h*q_w) x k_w`` (columns); the bias of
+        query ``i`` and key ``(r, c)`` is ``rel_h[i, r] + rel_w[i, c]``.
     """
     q_h, q_w = q_size
     k_h, k_w = k_size
@@ -277,7 +282,18 @@ def decomposed_rel_pos_bias(
     rw = get_rel_pos(q_w, k_w, rel_pos_w)
     batch, _, dim = q.shape
     r_q = q.reshape(batch, q_h, q_w, dim)
-    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
-    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
-    bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
-    return bias.reshape(batch, q_h * q_w, k_h * k_w)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh).reshape(batch, q_h * q_w, k_h)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw).reshape(batch, q_h * q_w, k_w)
+    return rel_h, rel_w
+
+
+def decomposed_rel_pos_bias(
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: tuple[int, int],
+    k_size: tuple[int, int],
+) -> torch.Tensor:
+    """The additive attention bias ``B x (q_h*q_w) x (k_h*k_w)`` of :func:`rel_pos_terms`."""
+    rel_h, rel_w = rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
+    return (rel_h[:, :, :, None] + rel_w[:, :, None, :]).flatten(-2)
