@@ -79,3 +79,19 @@ def compute_context(device: torch.device, dtype: torch.dtype) -> contextlib.Abst
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products beat float32 on ``device``: CUDA GPUs with bf16 support, and CPUs
+    with AVX512-BF16 or AMX tiles (read from ``/proc/cpuinfo``; False where that is unavailable).
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -22,6 +22,27 @@ class LayerNorm2d(nn.Module):
         return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al., 2016): in training, zero a residual branch per sample with
+    probability ``p`` and scale the kept ones by ``1 / (1 - p)``; the identity in eval mode or at
+    ``p = 0``. It holds no weights, so checkpoints are the same with or without it; training sets ``p``.
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class MLPBlock(nn.Module):
     """Two linear layers with an activation between them (the transformer feed-forward block)."""
 

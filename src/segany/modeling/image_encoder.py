@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d, MLPBlock
+from .common import DropPath, LayerNorm2d, MLPBlock
 
 # Query rows per block in attention over more tokens than this (see Attention._chunked_attention).
 _QUERY_CHUNK = 128
@@ -117,6 +117,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
         self.window_size = window_size
+        # Identity unless training sets a rate (segany.training.optim.set_drop_path).
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -128,8 +130,8 @@ class Block(nn.Module):
             x = window_unpartition(x, self.window_size, padded_hw, (height, width))
         else:
             x = self.attn(x)
-        x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class Attention(nn.Module):

@@ -1,0 +1,104 @@
+"""Prompt simulation for interactive training (Kirillov et al., 2023, appendix A, "Training algorithm").
+
+The first prompt of a mask is, with equal probability, a foreground point drawn uniformly from the
+mask or its tight box with noise (each side moved by a normal draw with standard deviation 10% of the
+box side, at most 20 pixels). Later points are drawn uniformly from the error region of the previous
+prediction: positive where the mask was missed (false negative), negative where the prediction spilled
+over (false positive).
+
+Frames: masks here are on the low-resolution grid of the mask decoder's logits (``h x w``, 4x the
+image-embedding grid, covering the padded ``img_size`` square); points and boxes are returned in the
+model's input frame (pixels of the resized, unpadded image), where one low-res cell is ``scale`` pixels
+wide. Every draw comes from the ``torch.Generator`` passed in, so a step is reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+
+BOX_NOISE_FRACTION = 0.1
+BOX_NOISE_MAX_PX = 20.0
+
+
+def sample_points(region: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """One point drawn uniformly from each region: ``B x h x w`` bool -> ``B x 2`` XY in the input frame.
+
+    A cell is chosen uniformly among the region's cells, then a spot uniformly inside that cell (so a
+    point can fall anywhere, as a user's click does). An empty region gives the centre of cell (0, 0);
+    callers avoid passing them.
+    """
+    batch, _, width = region.shape
+    # Uniform choice among the region's cells: the region cell with the largest random score.
+    scores = torch.rand(region.shape, generator=generator, device=region.device)
+    flat = torch.where(region, scores, torch.full_like(scores, -1.0)).flatten(1).argmax(dim=1)
+    cells = torch.stack([flat % width, flat // width], dim=1).to(torch.float32)
+    jitter = torch.rand((batch, 2), generator=generator, device=region.device)
+    return (cells + jitter) * scale
+
+
+def error_clicks(
+    predicted: torch.Tensor, target: torch.Tensor, scale: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next corrective click for each mask, drawn uniformly from its error region.
+
+    Args:
+        predicted: ``B x h x w`` bool, the previous prediction.
+        target: ``B x h x w`` bool, the ground truth on the same grid.
+        scale: input-frame pixels per low-res cell.
+    Returns:
+        ``B x 2`` XY points in the input frame and ``B`` int64 labels: 1 where the point lies in a
+        false negative, 0 in a false positive. A prediction with no error gets a positive point inside
+        the target (one more confirmation of the object).
+    """
+    error = predicted ^ target
+    perfect = ~error.flatten(1).any(dim=1)
+    region = torch.where(perfect[:, None, None], target, error)
+    points = sample_points(region, scale, generator)
+    cells = (points / scale).floor().long()
+    width = target.shape[-1]
+    flat = cells[:, 1] * width + cells[:, 0]
+    labels = target.flatten(1).gather(1, flat[:, None])[:, 0].long()
+    return points, labels
+
+
+def noisy_boxes(
+    boxes: torch.Tensor,
+    generator: torch.Generator,
+    bounds: tuple[float, float],
+    fraction: float = BOX_NOISE_FRACTION,
+    max_px: float = BOX_NOISE_MAX_PX,
+) -> torch.Tensor:
+    """Jitter tight ``B x 4`` XYXY boxes: each side moves by N(0, ``fraction`` x the box side), clipped to
+    ``max_px`` pixels, then the box is kept inside ``bounds`` = ``(height, width)`` and non-inverted.
+    """
+    sides = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1).repeat(1, 2)
+    noise = torch.randn(boxes.shape, generator=generator, device=boxes.device) * fraction * sides
+    moved = boxes + noise.clamp(-max_px, max_px)
+    height, width = bounds
+    upper = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
+    moved = torch.minimum(moved.clamp(min=0), upper)
+    return torch.cat([moved[:, :2], torch.maximum(moved[:, 2:], moved[:, :2])], dim=1)
+
+
+def new_point_schedule(
+    iterations: int, generator: torch.Generator, no_point_iterations: int = 2
+) -> list[bool]:
+    """Which of the iterations after the first add a click: ``iterations - 1`` flags.
+
+    The paper's 11 iterations are the first prompt, 8 sampled clicks and 2 iterations with no new
+    point, which only refine the previous mask prompt: one always at the end, the others inserted at
+    random among the clicks.
+    """
+    later = iterations - 1
+    if later <= 0:
+        return []
+    quiet = min(no_point_iterations, later)
+    flags = [True] * later
+    if quiet == 0:
+        return flags
+    flags[-1] = False
+    if quiet > 1 and later > 1:
+        chosen = torch.randperm(later - 1, generator=generator)[: quiet - 1]
+        for index in chosen.tolist():
+            flags[index] = False
+    return flags

@@ -1,0 +1,160 @@
+"""``TrainConfig``: everything a training run needs, read from one TOML (or JSON) file.
+
+    out_dir = "runs/shapes"
+    model = "vit_b"                  # a variant, or leave it out and give [model_config]
+    checkpoint = "sam_vit_b.pth"     # optional: fine-tune from these weights
+    freeze = ["image_encoder"]
+    steps = 2000
+    [[data]]
+    spec = "synthetic:seed=1,count=100000,size=1024"
+    weight = 3
+    [[data]]
+    spec = "coco/train2017"
+
+Paths in the file are relative to the file. Defaults follow the paper where it gives a value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import SamConfig
+from ..errors import SegAnyError
+from .interactive import SimulationConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class TrainConfigError(SegAnyError, ValueError):
+    """A training configuration file is missing, malformed or holds an unknown or invalid setting."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A dataset (see ``segany.training.datasets.open_dataset``) and its share of the mix."""
+
+    spec: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[DataSource, ...]
+    out_dir: str
+    model: str | None = "vit_b"
+    model_config: SamConfig | None = None  # overrides ``model`` when given
+    checkpoint: str | None = None
+    freeze: tuple[str, ...] = ()
+    # Schedule (in optimiser steps).
+    steps: int = 90_000
+    warmup_steps: int = 250
+    milestones: tuple[float, ...] = (60_000 / 90_000, 86_666 / 90_000)  # fractions of ``steps``
+    gamma: float = 0.1
+    # Optimiser.
+    lr: float = 8e-4
+    weight_decay: float = 0.1
+    layer_decay: float = 0.8
+    betas: tuple[float, float] = (0.9, 0.999)
+    drop_path: float = 0.0
+    grad_clip: float | None = None
+    # Batches: images per micro-batch per process, micro-batches per optimiser step.
+    batch_size: int = 1
+    grad_accum: int = 1
+    masks_per_image: int = 64
+    max_mask_area: float = 0.9
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    # Run.
+    precision: str = "auto"  # float32, bfloat16, or auto (bfloat16 where it is fast)
+    device: str | None = None
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 500
+    max_minutes: float | None = None  # stop (and save) after this long; resume continues
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise TrainConfigError("The training config names no data: add at least one [[data]] spec.")
+        for name in ("steps", "batch_size", "grad_accum", "masks_per_image", "log_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.model is None and self.model_config is None:
+            raise TrainConfigError("Give either model (a variant name) or [model_config].")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise TrainConfigError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}.")
+        if not 0 < self.max_mask_area <= 1:
+            raise TrainConfigError(f"max_mask_area is a fraction in (0, 1], got {self.max_mask_area}.")
+
+    def milestone_steps(self) -> list[int]:
+        return [round(fraction * self.steps) for fraction in self.milestones]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.model_config is not None:
+            data["model_config"] = self.model_config.to_dict()
+        return data
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a ``.toml`` or ``.json`` training configuration; relative paths are made relative to it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TrainConfigError(f"Cannot read training config {path}: {exc.strerror or exc}.") from exc
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise TrainConfigError(f"Training config {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}.") from exc
+    return train_config_from_dict(raw, base=path.parent)
+
+
+def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from plain values; unknown keys are an error, not ignored."""
+    raw = dict(raw)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise TrainConfigError(
+            f"Unknown training setting(s) {', '.join(unknown)}; known ones are {', '.join(sorted(known))}."
+        )
+    try:
+        sources = raw.pop("data", [])
+        if isinstance(sources, (str, dict)):
+            sources = [sources]
+        raw["data"] = tuple(
+            DataSource(_resolve(s, base)) if isinstance(s, str) else DataSource(**{**s, "spec": _resolve(s["spec"], base)})
+            for s in sources
+        )
+        if raw.get("model_config") is not None:
+            raw["model_config"] = SamConfig.from_dict(raw["model_config"])
+        if isinstance(raw.get("simulation"), dict):
+            raw["simulation"] = SimulationConfig(**raw["simulation"])
+        for key in ("freeze", "milestones", "betas"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        for key in ("out_dir", "checkpoint"):
+            if raw.get(key) is not None and base is not None:
+                raw[key] = str(base / Path(raw[key]).expanduser())
+        return TrainConfig(**raw)
+    except TrainConfigError:
+        raise
+    except (TypeError, KeyError, ValueError) as exc:
+        raise TrainConfigError(f"Invalid training config: {exc}.") from exc
+
+
+def _resolve(spec: str, base: Path | None) -> str:
+    """Data specs that are relative paths are taken relative to the config file."""
+    if base is None or ":" in spec.split("/")[0] or Path(spec).is_absolute():
+        return spec
+    return str(base / spec)

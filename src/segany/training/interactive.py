@@ -1,0 +1,145 @@
+"""Simulated interactive segmentation: the loss of one training step (Kirillov et al., 2023, app. A).
+
+Each mask starts from a foreground point or a noisy box (equal odds); then, for ``iterations - 1``
+more rounds, a corrective click is drawn from the error region of the previous prediction and that
+prediction's low-res logits come back as the mask prompt (the candidate with the highest predicted IoU
+when there are three). Two rounds add no click and only refine the mask prompt. A single point is
+ambiguous, so it gets three candidates (only the best is trained); every other prompt gets one.
+
+The whole simulation is one ``forward`` so that ``DistributedDataParallel`` can wrap it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..modeling import Sam
+from .clicks import error_clicks, new_point_schedule, noisy_boxes, sample_points
+from .losses import sam_loss
+from .samples import TrainBatch
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Knobs of the prompt simulation (the paper's values are the defaults)."""
+
+    iterations: int = 11
+    no_point_iterations: int = 2
+    box_probability: float = 0.5
+    box_noise_fraction: float = 0.1
+    box_noise_max_px: float = 20.0
+
+
+class _Group:
+    """The prompts of masks that started the same way (from a point, or from a box), across rounds."""
+
+    def __init__(self, index: torch.Tensor, boxes: torch.Tensor | None) -> None:
+        self.index = index  # which masks of the batch
+        self.boxes = boxes
+        self.coords: torch.Tensor | None = None  # G x k x 2
+        self.labels: torch.Tensor | None = None  # G x k
+        self.mask_input: torch.Tensor | None = None  # G x 1 x L x L logits of the previous round
+        self.previous: torch.Tensor | None = None  # G x L x L bool, the previous chosen mask
+
+    def add_points(self, coords: torch.Tensor, labels: torch.Tensor) -> None:
+        coords, labels = coords[:, None], labels[:, None]
+        if self.coords is None or self.labels is None:
+            self.coords, self.labels = coords, labels
+        else:
+            self.coords = torch.cat([self.coords, coords], dim=1)
+            self.labels = torch.cat([self.labels, labels], dim=1)
+
+    @property
+    def single_point(self) -> bool:
+        return self.boxes is None and self.coords is not None and self.coords.shape[1] == 1
+
+
+class InteractiveLoss(nn.Module):
+    """``forward(batch, generator) -> (loss, parts)``: the mean loss over all masks and rounds."""
+
+    def __init__(self, model: Sam, config: SimulationConfig | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config or SimulationConfig()
+
+    def forward(
+        self, batch: TrainBatch, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model, config = self.model, self.config
+        device = batch.targets.device
+        img_size = model.img_size
+        low_res = batch.targets.shape[-1]
+        scale = img_size / low_res
+        encoder_trains = any(p.requires_grad for p in model.image_encoder.parameters())
+        with torch.set_grad_enabled(encoder_trains and torch.is_grad_enabled()):
+            embeddings = model.embed_images(batch.images)
+
+        count = batch.num_masks
+        from_box = torch.rand(count, generator=generator, device=device) < config.box_probability
+        groups = []
+        box_index = torch.nonzero(from_box)[:, 0]
+        point_index = torch.nonzero(~from_box)[:, 0]
+        if len(box_index):
+            height_width = (float(img_size), float(img_size))
+            boxes = noisy_boxes(
+                batch.boxes[box_index],
+                generator,
+                height_width,
+                config.box_noise_fraction,
+                config.box_noise_max_px,
+            )
+            boxes = _clip_to_images(boxes, batch, box_index)
+            groups.append(_Group(box_index, boxes))
+        if len(point_index):
+            group = _Group(point_index, None)
+            first = sample_points(batch.targets[point_index], scale, generator)
+            group.add_points(first, torch.ones(len(point_index), dtype=torch.int64, device=device))
+            groups.append(group)
+
+        schedule = new_point_schedule(config.iterations, generator, config.no_point_iterations)
+        total = embeddings.new_zeros(())
+        parts_sum: dict[str, torch.Tensor] = {}
+        for round_index in range(config.iterations):
+            for group in groups:
+                targets = batch.targets[group.index]
+                if round_index > 0 and schedule[round_index - 1]:
+                    assert group.previous is not None
+                    predicted = group.previous & batch.valid[group.index]
+                    coords, labels = error_clicks(predicted, targets, scale, generator)
+                    group.add_points(coords, labels)
+                points = None
+                if group.coords is not None and group.labels is not None:
+                    points = (group.coords, group.labels)
+                logits, iou = model.decode(
+                    embeddings[batch.owner[group.index]],
+                    points=points,
+                    boxes=group.boxes,
+                    masks=group.mask_input,
+                    multimask_output=group.single_point,
+                )
+                loss, parts = sam_loss(logits.float(), iou.float(), targets)
+                weight = len(group.index) / count
+                total = total + loss * weight
+                for key, value in parts.items():
+                    parts_sum[key] = parts_sum.get(key, 0.0) + value * weight
+                # The next round sees the candidate the model itself rates best, as a user would.
+                best = iou.detach().argmax(dim=1)
+                chosen = logits.detach()[torch.arange(len(best), device=device), best][:, None]
+                group.mask_input = chosen
+                group.previous = chosen[:, 0] > model.mask_threshold
+        rounds = config.iterations
+        parts_mean = {key: value / rounds for key, value in parts_sum.items()}
+        parts_mean["masks"] = torch.tensor(float(count))
+        return total / rounds, parts_mean
+
+
+def _clip_to_images(boxes: torch.Tensor, batch: TrainBatch, index: torch.Tensor) -> torch.Tensor:
+    """Keep each noisy box inside its own image (input frame), not just the padded square."""
+    sizes = torch.tensor(
+        [[image.shape[2], image.shape[1]] for image in batch.images], dtype=boxes.dtype, device=boxes.device
+    )[batch.owner[index]]
+    upper = sizes.repeat(1, 2)
+    return torch.minimum(boxes, upper)

@@ -1,0 +1,222 @@
+"""The training loop: read it top to bottom in :meth:`Trainer.run`; checkpoints and logs are hooks.
+
+One optimiser step = ``grad_accum`` micro-batches of ``batch_size`` images per process, each the full
+simulated interaction of :class:`~segany.training.interactive.InteractiveLoss`. Every random draw of a
+step comes from generators seeded with ``(seed, step, rank)``, and the torch global state (drop path)
+is saved with the checkpoint, so an interrupted run resumed from its last checkpoint ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..build import build_sam, sam_from_config
+from ..checkpoints import save_checkpoint
+from ..modeling import Sam
+from ..runtime import bf16_is_fast, compute_context, resolve_dtype
+from . import distributed
+from .config import TrainConfig
+from .interactive import InteractiveLoss
+from .loader import StepBatches
+from .optim import build_optimizer, build_scheduler, freeze, set_drop_path
+from .samples import MaskFilter
+from .state import load_training_state, save_training_state
+from .synthetic import Scene
+
+LAST_STATE = "last.pt"
+FINAL_WEIGHTS = "model.safetensors"
+LOG_FILE = "log.jsonl"
+
+Hook = Callable[["Trainer", int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the step it reached and the last logged figures."""
+
+    step: int
+    stopped_early: bool
+    last_log: dict[str, float] = field(default_factory=dict)
+
+
+def build_model(config: TrainConfig) -> Sam:
+    """The model to train: a variant or an explicit config, from scratch or from ``config.checkpoint``."""
+    architecture = config.model_config or config.model
+    if config.checkpoint is not None:
+        return build_sam(architecture, checkpoint=config.checkpoint, device="cpu")
+    if isinstance(architecture, str):
+        return build_sam(architecture, device="cpu")
+    assert architecture is not None
+    return sam_from_config(architecture)
+
+
+def open_training_data(config: TrainConfig) -> Sequence[Scene]:
+    """The configured datasets, mixed by weight when there are several."""
+    from .datasets import Mixture, open_dataset
+
+    datasets = [open_dataset(source.spec) for source in config.data]
+    if len(datasets) == 1:
+        return datasets[0]
+    return Mixture(datasets, [source.weight for source in config.data], seed=config.seed)
+
+
+class Trainer:
+    """Trains ``model`` (default: :func:`build_model`) on ``data`` (default: the configured datasets)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: Sam | None = None,
+        data: Sequence[Scene] | None = None,
+        hooks: Sequence[Hook] = (),
+    ) -> None:
+        self.config = config
+        self.info = distributed.process_info()
+        self.device = distributed.device_for(self.info, config.device)
+        distributed.init_process_group(self.info, self.device)
+        torch.manual_seed(config.seed)
+
+        self.model = (model if model is not None else build_model(config)).to(self.device).train()
+        freeze(self.model, config.freeze)
+        set_drop_path(self.model, config.drop_path)
+        self.loss = InteractiveLoss(self.model, config.simulation)
+        self.step_module: torch.nn.Module = self.loss
+        if self.info.distributed:
+            # Some parameters get no gradient in a given step (e.g. the multimask tokens when every
+            # mask starts from a box), hence find_unused_parameters.
+            self.step_module = DistributedDataParallel(
+                self.loss,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        self.optimizer = build_optimizer(
+            self.model, config.lr, config.weight_decay, config.layer_decay, tuple(config.betas)
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer, config.warmup_steps, config.milestone_steps(), config.gamma
+        )
+        self.dtype = _training_dtype(config.precision, self.device)
+        low_res = 4 * self.model.config.encoder.embedding_grid if self.model.config else 256
+        self.batches = StepBatches(
+            data if data is not None else open_training_data(config),
+            seed=config.seed,
+            batch_size=config.batch_size,
+            grad_accum=config.grad_accum,
+            info=self.info,
+            img_size=self.model.img_size,
+            low_res=low_res,
+            mask_filter=MaskFilter(config.masks_per_image, config.max_mask_area),
+        )
+        self.out_dir = Path(config.out_dir)
+        self.hooks: list[Hook] = [log_hook, *hooks]
+        self.step = 0
+
+    # --- The loop ---------------------------------------------------------------------------------
+
+    def resume(self, path: Path | None = None) -> bool:
+        """Continue from ``path`` (default ``OUT_DIR/last.pt``) if it exists; returns whether it did."""
+        path = path or self.out_dir / LAST_STATE
+        if not path.exists():
+            return False
+        self.step = load_training_state(path, self.model, self.optimizer, self.scheduler).step
+        return True
+
+    def run(self, stop_after: int | None = None) -> TrainResult:
+        """Train until ``config.steps`` (or ``stop_after`` more steps, or ``max_minutes``) and save."""
+        config = self.config
+        start = time.monotonic()
+        last: dict[str, float] = {}
+        stopped_early = False
+        end = config.steps if stop_after is None else min(config.steps, self.step + stop_after)
+        while self.step < end:
+            figures = self.train_step(self.step)
+            self.step += 1
+            last = figures
+            for hook in self.hooks:
+                hook(self, self.step, figures)
+            if self.step % config.save_every == 0:
+                self.save()
+            if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
+                stopped_early = self.step < config.steps
+                break
+        self.save(final=self.step >= config.steps or stopped_early)
+        return TrainResult(step=self.step, stopped_early=stopped_early, last_log=last)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimiser step; returns the step's mean loss parts (averaged over processes)."""
+        config = self.config
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(_step_seed(config.seed, step, self.info.rank))
+        totals: dict[str, torch.Tensor] = {}
+        for micro in range(config.grad_accum):
+            batch = self.batches.get(step, micro).to(self.device)
+            last_micro = micro == config.grad_accum - 1
+            sync = contextlib.nullcontext()
+            if isinstance(self.step_module, DistributedDataParallel) and not last_micro:
+                sync = self.step_module.no_sync()  # average gradients once, after the last micro-batch
+            with sync:
+                with compute_context(self.device, self.dtype):
+                    loss, parts = self.step_module(batch, generator)
+                (loss / config.grad_accum).backward()
+            parts["loss"] = loss.detach()
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value.detach().float().cpu() / config.grad_accum
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        lr = self.optimizer.param_groups[-1]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        figures = {key: float(distributed.average(value, self.info)) for key, value in totals.items()}
+        figures["lr"] = lr
+        return figures
+
+    # --- Saving -----------------------------------------------------------------------------------
+
+    def save(self, final: bool = False) -> None:
+        """Write ``last.pt`` (resumable) and, at the end, ``model.safetensors`` (for ``build_sam``)."""
+        if not self.info.is_main:
+            return
+        save_training_state(
+            self.out_dir / LAST_STATE,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.step,
+            self.config.to_dict(),
+        )
+        if final:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.model, self.out_dir / FINAL_WEIGHTS, config=self.model.config)
+
+    def close(self) -> None:
+        distributed.shutdown()
+
+
+def log_hook(trainer: Trainer, step: int, figures: dict[str, float]) -> None:
+    """Append the step's figures to ``OUT_DIR/log.jsonl`` every ``log_every`` steps (main process)."""
+    if not trainer.info.is_main or (step % trainer.config.log_every and step != trainer.config.steps):
+        return
+    trainer.out_dir.mkdir(parents=True, exist_ok=True)
+    with open(trainer.out_dir / LOG_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in figures.items()}}) + "\n")
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    # Distinct, well-spread seeds for every (seed, step, rank).
+    return (seed * 1_000_003 + step) * 4099 + rank
+
+
+def _training_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return torch.bfloat16 if bf16_is_fast(device) else torch.float32
+    return resolve_dtype(precision)
