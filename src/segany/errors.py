@@ -25,3 +25,7 @@ class ImageNotSetError(SegAnyError, RuntimeError, ValueError):
 
 class DownloadError(SegAnyError):
     """A checkpoint download failed or its checksum did not match."""
+
+
+class DatasetError(SegAnyError, ValueError):
+    """A dataset (its spec, annotation file, folder or an image in it) cannot be used; names the file."""
