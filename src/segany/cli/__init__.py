@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import auto, download, export_onnx, segment
+from . import auto, download, eval, export_onnx, segment, train
 
-_COMMANDS = (segment, auto, export_onnx, download)
+_COMMANDS = (segment, auto, eval, export_onnx, download, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

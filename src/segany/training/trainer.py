@@ -153,15 +153,26 @@ class Trainer:
 
     def train_step(self, step: int) -> dict[str, float]:
         """One optimiser step; returns the step's mean loss parts (averaged over processes)."""
+        figures = self.accumulate_gradients(step)
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        figures["lr"] = self.optimizer.param_groups[-1]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return figures
+
+    def accumulate_gradients(self, step: int) -> dict[str, float]:
+        """Forward and backward over the step's micro-batches, leaving the (process-averaged) mean
+        gradient in ``.grad``; returns the mean loss parts."""
         config = self.config
         generator = torch.Generator(device=self.device)
         generator.manual_seed(_step_seed(config.seed, step, self.info.rank))
         totals: dict[str, torch.Tensor] = {}
         for micro in range(config.grad_accum):
             batch = self.batches.get(step, micro).to(self.device)
-            last_micro = micro == config.grad_accum - 1
             sync = contextlib.nullcontext()
-            if isinstance(self.step_module, DistributedDataParallel) and not last_micro:
+            if isinstance(self.step_module, DistributedDataParallel) and micro < config.grad_accum - 1:
                 sync = self.step_module.no_sync()  # average gradients once, after the last micro-batch
             with sync:
                 with compute_context(self.device, self.dtype):
@@ -170,15 +181,7 @@ class Trainer:
             parts["loss"] = loss.detach()
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value.detach().float().cpu() / config.grad_accum
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-        lr = self.optimizer.param_groups[-1]["lr"]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        figures = {key: float(distributed.average(value, self.info)) for key, value in totals.items()}
-        figures["lr"] = lr
-        return figures
+        return {key: float(distributed.average(value, self.info)) for key, value in totals.items()}
 
     # --- Saving -----------------------------------------------------------------------------------
 

@@ -1,0 +1,178 @@
+"""The training loop: losses by hand, the optimiser's groups and schedule, exact resume, fine-tuning."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from segany import build_sam, sam_from_config
+from segany.training.config import DataSource, TrainConfig, train_config_from_dict
+from segany.training.losses import dice_loss, focal_loss, sam_loss
+from segany.training.optim import WarmupStepDecay, parameter_groups
+from segany.training.synthetic import SyntheticScenes
+from segany.training.trainer import FINAL_WEIGHTS, LAST_STATE, Trainer
+from support import TINY
+
+
+class FiniteScenes:
+    """A small fixed set of synthetic scenes (the loader permutes finite datasets per epoch)."""
+
+    def __init__(self, count: int, size: int = 96, seed: int = 0) -> None:
+        self.scenes = SyntheticScenes(seed, size, size)
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):  # noqa: ANN204 - a Scene
+        return self.scenes[index]
+
+
+def test_focal_and_dice_match_hand_computed_values() -> None:
+    logits = torch.tensor([[[0.0, 2.0], [-1.0, 3.0]]])
+    targets = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    p = torch.sigmoid(logits)
+    # Focal per pixel: -alpha_t (1 - p_t)^2 log p_t, alpha = 0.25 for foreground, 0.75 for background.
+    expected_focal = (
+        -0.25 * (1 - p[0, 0, 0]) ** 2 * torch.log(p[0, 0, 0])
+        - 0.75 * p[0, 0, 1] ** 2 * torch.log(1 - p[0, 0, 1])
+        - 0.75 * p[0, 1, 0] ** 2 * torch.log(1 - p[0, 1, 0])
+        - 0.25 * (1 - p[0, 1, 1]) ** 2 * torch.log(p[0, 1, 1])
+    ) / 4
+    assert focal_loss(logits, targets).item() == pytest.approx(expected_focal.item(), rel=1e-5)
+    expected_dice = 1 - (2 * (p[0, 0, 0] + p[0, 1, 1]) + 1) / (p.sum() + 2 + 1)
+    assert dice_loss(logits, targets).item() == pytest.approx(expected_dice.item(), rel=1e-5)
+
+
+def test_sam_loss_trains_only_the_best_candidate_and_regresses_actual_iou() -> None:
+    targets = torch.zeros(1, 4, 4, dtype=torch.bool)
+    targets[0, :2, :2] = True  # 4 pixels
+    good = torch.where(targets[0], 10.0, -10.0)
+    half = good.clone()
+    half[0, :2] = -10.0  # predicts 2 of the 4 pixels: IoU 0.5
+    bad = -good
+    logits = torch.stack([bad, good, half])[None].requires_grad_(True)
+    iou_pred = torch.tensor([[0.3, 0.9, 0.5]], requires_grad=True)
+    loss, parts = sam_loss(logits, iou_pred, targets)
+    loss.backward()
+    assert logits.grad[0, 0].abs().sum() == 0 and logits.grad[0, 2].abs().sum() == 0
+    assert logits.grad[0, 1].abs().sum() > 0
+    actual = torch.tensor([0.0, 1.0, 0.5])
+    assert parts["iou_mse"].item() == pytest.approx(((iou_pred[0].detach() - actual) ** 2).mean().item())
+    assert parts["iou"].item() == 1.0
+    assert iou_pred.grad is not None and iou_pred.grad.abs().sum() > 0
+
+
+def test_layer_decay_and_weight_decay_groups() -> None:
+    model = sam_from_config(TINY)
+    groups = parameter_groups(model, lr=1.0, weight_decay=0.1, layer_decay=0.5)
+    depth = len(model.image_encoder.blocks)
+    rate = {}
+    decay = {}
+    for group in groups:
+        for param in group["params"]:
+            rate[id(param)] = group["lr"]
+            decay[id(param)] = group["weight_decay"]
+    named = dict(model.named_parameters())
+    assert rate[id(named["image_encoder.patch_embed.proj.weight"])] == 0.5 ** (depth + 1)
+    assert rate[id(named["image_encoder.blocks.0.attn.qkv.weight"])] == 0.5**depth
+    assert rate[id(named[f"image_encoder.blocks.{depth - 1}.mlp.lin1.weight"])] == 0.5
+    assert rate[id(named["mask_decoder.iou_prediction_head.layers.0.weight"])] == 1.0
+    assert decay[id(named["image_encoder.blocks.0.attn.qkv.weight"])] == 0.1
+    for name in ("image_encoder.blocks.0.attn.qkv.bias", "image_encoder.pos_embed", "mask_decoder.iou_token.weight"):
+        assert decay[id(named[name])] == 0.0, name
+    assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_warmup_then_step_decay() -> None:
+    schedule = WarmupStepDecay(warmup=4, milestones=[10, 20], gamma=0.1)
+    assert [schedule(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert schedule(9) == 1.0 and schedule(10) == pytest.approx(0.1) and schedule(20) == pytest.approx(0.01)
+
+
+def _config(out_dir: Path, **changes: object) -> TrainConfig:
+    base = TrainConfig(
+        data=(DataSource("in-memory"),),
+        out_dir=str(out_dir),
+        model=None,
+        model_config=TINY,
+        steps=4,
+        warmup_steps=2,
+        lr=1e-3,
+        batch_size=2,
+        masks_per_image=3,
+        drop_path=0.2,  # exercises the global torch RNG
+        simulation=train_config_from_dict({"data": ["x"], "out_dir": "o", "simulation": {"iterations": 3}}).simulation,
+        precision="float32",
+        save_every=2,
+        log_every=1,
+        seed=7,
+    )
+    return base.replace(**changes)
+
+
+def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path: Path) -> None:
+    data = FiniteScenes(3)
+    torch.set_num_threads(1)
+    straight = Trainer(_config(tmp_path / "straight"), data=data)
+    straight.run()
+
+    first = Trainer(_config(tmp_path / "split"), data=data)
+    first.run(stop_after=2)
+    assert (tmp_path / "split" / LAST_STATE).exists()
+    # Different global RNG state in the new process must not matter: it is restored from the file.
+    torch.manual_seed(12345)
+    second = Trainer(_config(tmp_path / "split"), data=data)
+    assert second.resume()
+    assert second.step == 2
+    second.run()
+
+    a, b = straight.model.state_dict(), second.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    assert straight.scheduler.get_last_lr() == second.scheduler.get_last_lr()
+    # And training really changed the weights.
+    fresh = Trainer(_config(tmp_path / "fresh"), data=data).model.state_dict()
+    assert any(not torch.equal(fresh[k], a[k]) for k in a)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
+    data = FiniteScenes(1)
+    trainer = Trainer(_config(tmp_path, steps=30, lr=3e-3, drop_path=0.0, warmup_steps=1, milestones=()), data=data)
+    losses = [trainer.train_step(step)["loss"] for step in range(30)]
+    assert math.isfinite(losses[-1])
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+
+
+def test_finetuning_an_official_checkpoint_with_a_frozen_encoder(tmp_path: Path) -> None:
+    # An official-architecture vit_b with random weights, saved the official way (plain state dict).
+    official = build_sam("vit_b", device="cpu")
+    checkpoint = tmp_path / "sam_vit_b_random.pth"
+    torch.save(official.state_dict(), checkpoint)
+    config = _config(
+        tmp_path / "run",
+        model="vit_b",
+        model_config=None,
+        checkpoint=str(checkpoint),
+        freeze=("image_encoder",),
+        steps=1,
+        batch_size=1,
+        masks_per_image=2,
+        drop_path=0.0,
+    )
+    trainer = Trainer(config, data=FiniteScenes(1, size=64))
+    encoder_before = {k: v.clone() for k, v in trainer.model.image_encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in trainer.model.mask_decoder.state_dict().items()}
+    trainer.run()
+    after = trainer.model
+    assert all(torch.equal(v, after.image_encoder.state_dict()[k]) for k, v in encoder_before.items())
+    assert any(not torch.equal(v, after.mask_decoder.state_dict()[k]) for k, v in decoder_before.items())
+    reloaded = build_sam("vit_b", checkpoint=tmp_path / "run" / FINAL_WEIGHTS, device="cpu")
+    for key, value in after.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[key]), key
+    # The resumable state is itself a checkpoint build_sam reads.
+    build_sam(checkpoint=tmp_path / "run" / LAST_STATE, device="cpu")
