@@ -39,10 +39,18 @@ class TrainConfigError(SegAnyError, ValueError):
 
 @dataclass(frozen=True)
 class DataSource:
-    """A dataset (see ``segany.training.datasets.open_dataset``) and its share of the mix."""
+    """A dataset (see ``segany.training.datasets.open_dataset``) and its share of the mix.
+
+    With ``copy_paste``, the dataset's objects are cut out and pasted onto ``backgrounds`` (another
+    spec; synthetic backgrounds when None) with random scale, flip and colour jitter, giving endless
+    new scenes of ``copy_paste_size`` pixels square.
+    """
 
     spec: str
     weight: float = 1.0
+    copy_paste: bool = False
+    backgrounds: str | None = None
+    copy_paste_size: int = 1024
 
 
 @dataclass(frozen=True)
@@ -132,10 +140,7 @@ def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Tra
         sources = raw.pop("data", [])
         if isinstance(sources, (str, dict)):
             sources = [sources]
-        raw["data"] = tuple(
-            DataSource(_resolve(s, base)) if isinstance(s, str) else DataSource(**{**s, "spec": _resolve(s["spec"], base)})
-            for s in sources
-        )
+        raw["data"] = tuple(_data_source(source, base) for source in sources)
         if raw.get("model_config") is not None:
             raw["model_config"] = SamConfig.from_dict(raw["model_config"])
         if isinstance(raw.get("simulation"), dict):
@@ -151,6 +156,16 @@ def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Tra
         raise
     except (TypeError, KeyError, ValueError) as exc:
         raise TrainConfigError(f"Invalid training config: {exc}.") from exc
+
+
+def _data_source(source: str | dict[str, Any], base: Path | None) -> DataSource:
+    if isinstance(source, str):
+        return DataSource(_resolve(source, base))
+    source = dict(source)
+    source["spec"] = _resolve(source["spec"], base)
+    if source.get("backgrounds") is not None:
+        source["backgrounds"] = _resolve(source["backgrounds"], base)
+    return DataSource(**source)
 
 
 def _resolve(spec: str, base: Path | None) -> str:

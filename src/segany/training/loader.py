@@ -2,7 +2,8 @@
 draws exactly the batches the uninterrupted run would have drawn.
 
 Images are numbered by a global counter ``c = ((step * grad_accum + micro) * world + rank) * batch + b``;
-item ``c`` of a finite dataset is read through a fresh random permutation per epoch. An image left with
+item ``c`` of a finite dataset is read through a fresh random permutation per epoch (endless ones, such as
+mixtures and copy-paste, are random per index already and are read in order). An image left with
 no usable mask (all filtered out) is replaced by a random other one.
 """
 
@@ -17,6 +18,8 @@ from .samples import MaskFilter, TrainBatch, TrainSample, collate, prepare_sampl
 from .synthetic import Scene
 
 _REDRAWS = 20
+# Datasets this long are samplers (random per index), not lists worth shuffling.
+_ENDLESS = 1 << 24
 
 
 class StepBatches:
@@ -52,6 +55,8 @@ class StepBatches:
 
     def _index(self, counter: int) -> int:
         size = len(self.dataset)
+        if size >= _ENDLESS:
+            return counter % size
         epoch = counter // size
         if self._epoch is None or self._epoch[0] != epoch:
             self._epoch = (epoch, np.random.default_rng([self.seed, epoch]).permutation(size))

@@ -60,11 +60,19 @@ def build_model(config: TrainConfig) -> Sam:
 
 
 def open_training_data(config: TrainConfig) -> Sequence[Scene]:
-    """The configured datasets, mixed by weight when there are several."""
+    """The configured datasets (copy-paste ones built on theirs), mixed by weight when there are several."""
+    from .copy_paste import CopyPaste, CopyPasteConfig
     from .datasets import Mixture, open_dataset
 
-    datasets = [open_dataset(source.spec) for source in config.data]
-    if len(datasets) == 1:
+    datasets = []
+    for source in config.data:
+        dataset = open_dataset(source.spec)
+        if source.copy_paste:
+            backgrounds = open_dataset(source.backgrounds) if source.backgrounds else None
+            size = source.copy_paste_size
+            dataset = CopyPaste(dataset, backgrounds, seed=config.seed, config=CopyPasteConfig(height=size, width=size))
+        datasets.append(dataset)
+    if len(datasets) == 1 and not config.data[0].copy_paste:
         return datasets[0]
     return Mixture(datasets, [source.weight for source in config.data], seed=config.seed)
 
