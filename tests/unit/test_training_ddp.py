@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from segany.training.config import DataSource, TrainConfig
 from segany.training.interactive import SimulationConfig
-from segany.training.synthetic import SyntheticScenes
+from segany.training.synthetic import Scene, SyntheticScenes
 from segany.training.trainer import Trainer
 from support import TINY
 
@@ -27,7 +27,7 @@ class Scenes:
     def __len__(self) -> int:
         return 2
 
-    def __getitem__(self, index: int):  # noqa: ANN204 - a Scene
+    def __getitem__(self, index: int) -> Scene:
         return self.scenes[index]
 
 

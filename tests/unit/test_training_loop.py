@@ -12,7 +12,7 @@ from segany import build_sam, sam_from_config
 from segany.training.config import DataSource, TrainConfig, train_config_from_dict
 from segany.training.losses import dice_loss, focal_loss, sam_loss
 from segany.training.optim import WarmupStepDecay, parameter_groups
-from segany.training.synthetic import SyntheticScenes
+from segany.training.synthetic import Scene, SyntheticScenes
 from segany.training.trainer import FINAL_WEIGHTS, LAST_STATE, Trainer
 from support import TINY
 
@@ -27,7 +27,7 @@ class FiniteScenes:
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int):  # noqa: ANN204 - a Scene
+    def __getitem__(self, index: int) -> Scene:
         return self.scenes[index]
 
 

@@ -57,8 +57,8 @@ class DataSource:
 class TrainConfig:
     data: tuple[DataSource, ...]
     out_dir: str
-    model: str | None = "vit_b"
-    model_config: SamConfig | None = None  # overrides ``model`` when given
+    model: str | None = None  # a variant; None: from the checkpoint (its own architecture)
+    model_config: SamConfig | None = None  # an explicit architecture instead of a variant
     checkpoint: str | None = None
     freeze: tuple[str, ...] = ()
     # Schedule (in optimiser steps).
@@ -93,8 +93,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "masks_per_image", "log_every", "save_every"):
             if getattr(self, name) < 1:
                 raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.model is None and self.model_config is None:
-            raise TrainConfigError("Give either model (a variant name) or [model_config].")
+        if self.model is None and self.model_config is None and self.checkpoint is None:
+            raise TrainConfigError("Say what to train: model (a variant name), [model_config] or a checkpoint.")
         if self.precision not in ("auto", "float32", "bfloat16"):
             raise TrainConfigError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}.")
         if not 0 < self.max_mask_area <= 1:
