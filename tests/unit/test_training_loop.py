@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from segany import build_sam, sam_from_config
-from segany.training.config import DataSource, TrainConfig, train_config_from_dict
+from segany.training.config import DataSource, TrainConfig, load_train_config
+from segany.training.interactive import SimulationConfig
 from segany.training.losses import dice_loss, focal_loss, sam_loss
 from segany.training.optim import WarmupStepDecay, parameter_groups
 from segany.training.synthetic import Scene, SyntheticScenes
@@ -105,7 +106,7 @@ def _config(out_dir: Path, **changes: object) -> TrainConfig:
         batch_size=2,
         masks_per_image=3,
         drop_path=0.2,  # exercises the global torch RNG
-        simulation=train_config_from_dict({"data": ["x"], "out_dir": "o", "simulation": {"iterations": 3}}).simulation,
+        simulation=SimulationConfig(iterations=3),
         precision="float32",
         save_every=2,
         log_every=1,
@@ -176,3 +177,23 @@ def test_finetuning_an_official_checkpoint_with_a_frozen_encoder(tmp_path: Path)
         assert torch.equal(value, reloaded.state_dict()[key]), key
     # The resumable state is itself a checkpoint build_sam reads.
     build_sam(checkpoint=tmp_path / "run" / LAST_STATE, device="cpu")
+
+
+def test_config_file_paths_are_relative_to_it_and_typos_are_errors(tmp_path: Path) -> None:
+    from segany.training.config import TrainConfigError
+
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'out_dir = "out"\nmodel = "vit_b"\nsteps = 3\n[simulation]\niterations = 4\n'
+        '[[data]]\nspec = "coco/val2017"\nweight = 2\n[[data]]\nspec = "synthetic:seed=1"\n'
+    )
+    config = load_train_config(path)
+    assert config.out_dir == str(tmp_path / "out")
+    assert [d.spec for d in config.data] == [str(tmp_path / "coco/val2017"), "synthetic:seed=1"]
+    assert config.data[0].weight == 2 and config.simulation.iterations == 4
+    path.write_text('out_dir = "out"\nmodel = "vit_b"\nlearning_rate = 1\n[[data]]\nspec = "x"\n')
+    with pytest.raises(TrainConfigError, match="Unknown training setting"):
+        load_train_config(path)
+    path.write_text('out_dir = "out"\n[[data]]\nspec = "x"\n')
+    with pytest.raises(TrainConfigError, match="Say what to train"):
+        load_train_config(path)

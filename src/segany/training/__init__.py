@@ -1,5 +1,8 @@
-"""Training SAM: synthetic scenes, the paper's losses, and (later) the training loop.
+"""Training SAM with the paper's recipe, and evaluating promptable segmentation.
 
-Import the submodules directly (``segany.training.losses``, ``segany.training.synthetic``); this
-package imports nothing on its own, so ``import segany.training`` stays cheap.
+Modules: ``datasets`` and ``copy_paste`` (what to train on), ``synthetic`` (generated scenes),
+``samples`` and ``loader`` (what one step sees), ``clicks`` and ``interactive`` (the simulated
+interaction and its loss), ``losses``, ``optim``, ``state`` (resumable checkpoints), ``distributed``,
+``trainer`` (the loop), ``config`` (the TOML file), ``evaluate``, ``eval_prompts`` and ``eval_config``
+(``segany eval``). This package imports nothing on its own, so ``import segany.training`` stays cheap.
 """

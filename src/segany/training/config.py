@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +151,7 @@ def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Tra
                 raw[key] = tuple(raw[key])
         for key in ("out_dir", "checkpoint"):
             if raw.get(key) is not None and base is not None:
-                raw[key] = str(base / Path(raw[key]).expanduser())
+                raw[key] = os.path.normpath(base / Path(raw[key]).expanduser())
         return TrainConfig(**raw)
     except TrainConfigError:
         raise
@@ -172,4 +173,4 @@ def _resolve(spec: str, base: Path | None) -> str:
     """Data specs that are relative paths are taken relative to the config file."""
     if base is None or ":" in spec.split("/")[0] or Path(spec).is_absolute():
         return spec
-    return str(base / spec)
+    return os.path.normpath(base / spec)
