@@ -20,6 +20,8 @@ import dataclasses
 import json
 import os
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and save) after this long; resume continues
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if not self.data:
             raise TrainConfigError("The training config names no data: add at least one [[data]] spec.")
         for name in ("steps", "batch_size", "grad_accum", "masks_per_image", "log_every", "save_every"):
@@ -112,6 +115,28 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Numbers, strings and flags must have their declared type (TOML keeps ``"fast"`` a string)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        hint = hints[item.name]
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            allowed = typing.get_args(hint)
+        elif isinstance(hint, type):
+            allowed = (hint,)
+        else:
+            continue  # tuples and nested configs are checked where they are built
+        simple = [t for t in allowed if t in (int, float, str, bool, type(None))]
+        if len(simple) != len(allowed):
+            continue  # tuples and nested configs are checked where they are built
+        if float in simple:
+            simple.append(int)
+        if (isinstance(value, bool) and bool not in simple) or not isinstance(value, tuple(simple)):
+            names = " or ".join(t.__name__ if t is not type(None) else "nothing" for t in allowed)
+            raise TrainConfigError(f"Invalid training config: {item.name} must be {names}, got {value!r}.")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -148,7 +173,7 @@ def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Tra
             raw["simulation"] = SimulationConfig(**raw["simulation"])
         for key in ("freeze", "milestones", "betas"):
             if key in raw:
-                raw[key] = tuple(raw[key])
+                raw[key] = (raw[key],) if isinstance(raw[key], (str, int, float)) else tuple(raw[key])
         for key in ("out_dir", "checkpoint"):
             if raw.get(key) is not None and base is not None:
                 raw[key] = os.path.normpath(base / Path(raw[key]).expanduser())
