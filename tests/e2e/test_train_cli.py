@@ -41,8 +41,8 @@ spec = "synthetic:seed=1,count=10,size=96"
 weight = 1
 [[data]]
 spec = "synthetic:seed=2,count=10,size=96"
-copy_paste = true
-copy_paste_size = 128
+copy_paste = {{ height = 128, width = 128, max_rotation = 30 }}
+scale_jitter = {{ size = 128 }}
 weight = 1
 """
 

@@ -44,16 +44,17 @@ class TrainConfigError(SegAnyError, ValueError):
 class DataSource:
     """A dataset (see ``segany.training.datasets.open_dataset``) and its share of the mix.
 
-    With ``copy_paste``, the dataset's objects are cut out and pasted onto ``backgrounds`` (another
-    spec; synthetic backgrounds when None) with random scale, flip and colour jitter, giving endless
-    new scenes of ``copy_paste_size`` pixels square.
+    ``copy_paste`` (``true`` or a table of ``CopyPasteConfig`` fields): the dataset's objects cut out and
+    pasted onto ``backgrounds`` (another spec; synthetic backgrounds when None) with random scale,
+    rotation, flip and colour jitter, giving endless new scenes. ``scale_jitter`` (``true`` or a table of
+    ``ScaleJitterConfig`` fields): large-scale jitter of the scenes, applied last.
     """
 
     spec: str
     weight: float = 1.0
-    copy_paste: bool = False
+    copy_paste: bool | dict[str, Any] = False
     backgrounds: str | None = None
-    copy_paste_size: int = 1024
+    scale_jitter: bool | dict[str, Any] = False
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,23 @@ def _data_source(source: str | dict[str, Any], base: Path | None) -> DataSource:
     source["spec"] = _resolve(source["spec"], base)
     if source.get("backgrounds") is not None:
         source["backgrounds"] = _resolve(source["backgrounds"], base)
+    _check_options(source, "copy_paste", "segany.training.copy_paste", "CopyPasteConfig")
+    _check_options(source, "scale_jitter", "segany.training.scale_jitter", "ScaleJitterConfig")
     return DataSource(**source)
+
+
+def _check_options(source: dict[str, Any], key: str, module: str, name: str) -> None:
+    """A table of augmentation options must build its config (so a typo fails before training)."""
+    options = source.get(key)
+    if not isinstance(options, dict):
+        return
+    import importlib
+
+    config_type = getattr(importlib.import_module(module), name)
+    try:
+        config_type(**options)
+    except TypeError as exc:
+        raise TrainConfigError(f"Invalid {key} options for {source['spec']}: {exc}.") from exc
 
 
 def _resolve(spec: str, base: Path | None) -> str:

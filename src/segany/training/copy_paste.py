@@ -38,6 +38,7 @@ class CopyPasteConfig:
     min_scale: float = 0.5
     max_scale: float = 1.5
     flip_probability: float = 0.5  # horizontal flip
+    max_rotation: float = 0.0  # degrees; each object is turned by a uniform angle in [-r, r]
     # Colour jitter: each factor is drawn from [1 - j, 1 + j]; 0 turns that jitter off.
     brightness: float = 0.25
     contrast: float = 0.25
@@ -61,6 +62,8 @@ class CopyPasteConfig:
             raise DatasetError(
                 f"Copy-paste needs 0 < min_scale <= max_scale, got {self.min_scale} and {self.max_scale}."
             )
+        if not 0 <= self.max_rotation <= 180:
+            raise DatasetError(f"Copy-paste max_rotation must lie in [0, 180] degrees, got {self.max_rotation}.")
         if not 0 <= self.flip_probability <= 1:
             raise DatasetError(
                 f"Copy-paste flip_probability must lie in [0, 1], got {self.flip_probability}."
@@ -155,9 +158,10 @@ class CopyPaste:
             if not mask.any():
                 continue
             rows, cols = _box(mask)
-            pixels, mask = _scale_and_flip(
-                rng, source.image[rows, cols], mask[rows, cols], height, width, config
-            )
+            pixels, mask = source.image[rows, cols], mask[rows, cols]
+            if config.max_rotation:
+                pixels, mask = _rotate(pixels, mask, rng.uniform(-config.max_rotation, config.max_rotation))
+            pixels, mask = _scale_and_flip(rng, pixels, mask, height, width, config)
             if int(mask.sum()) >= config.min_pixels:
                 return _jitter(rng, pixels, mask, config), mask
         return None
@@ -168,6 +172,22 @@ def _box(mask: np.ndarray) -> tuple[slice, slice]:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _rotate(pixels: np.ndarray, mask: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """A cut-out turned by ``degrees`` about its centre, on a canvas grown to hold it, cropped to the
+    turned mask's box (bilinear pixels, nearest-neighbour mask)."""
+    h, w = mask.shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    matrix[:, 2] += (new_w - w) / 2, (new_h - h) / 2
+    pixels = cv2.warpAffine(pixels, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR)
+    turned = cv2.warpAffine(mask.astype(np.uint8), matrix, (new_w, new_h), flags=cv2.INTER_NEAREST).astype(bool)
+    if not turned.any():
+        return pixels, turned
+    rows, cols = _box(turned)
+    return np.ascontiguousarray(pixels[rows, cols]), np.ascontiguousarray(turned[rows, cols])
 
 
 def _scale_and_flip(
@@ -185,7 +205,7 @@ def _scale_and_flip(
     if size != (w, h):  # at scale 1 the pixels stay exactly as they were
         shrink = size[0] * size[1] < w * h
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
     if rng.random() < config.flip_probability:
         pixels, mask = pixels[:, ::-1], mask[:, ::-1]
     return np.ascontiguousarray(pixels), np.ascontiguousarray(mask)

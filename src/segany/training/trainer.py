@@ -60,19 +60,24 @@ def build_model(config: TrainConfig) -> Sam:
 
 
 def open_training_data(config: TrainConfig) -> Sequence[Scene]:
-    """The configured datasets (copy-paste ones built on theirs), mixed by weight when there are several."""
+    """The configured datasets (with their copy-paste and scale jitter), mixed by weight."""
     from .copy_paste import CopyPaste, CopyPasteConfig
     from .datasets import Mixture, open_dataset
+    from .scale_jitter import ScaleJitter, ScaleJitterConfig
 
     datasets = []
     for source in config.data:
         dataset = open_dataset(source.spec)
         if source.copy_paste:
             backgrounds = open_dataset(source.backgrounds) if source.backgrounds else None
-            size = source.copy_paste_size
-            dataset = CopyPaste(dataset, backgrounds, seed=config.seed, config=CopyPasteConfig(height=size, width=size))
+            options = source.copy_paste if isinstance(source.copy_paste, dict) else {}
+            dataset = CopyPaste(dataset, backgrounds, seed=config.seed, config=CopyPasteConfig(**options))
+        if source.scale_jitter:
+            options = source.scale_jitter if isinstance(source.scale_jitter, dict) else {}
+            dataset = ScaleJitter(dataset, seed=config.seed, config=ScaleJitterConfig(**options))
         datasets.append(dataset)
-    if len(datasets) == 1 and not config.data[0].copy_paste:
+    plain = not (config.data[0].copy_paste or config.data[0].scale_jitter)
+    if len(datasets) == 1 and plain:
         return datasets[0]
     return Mixture(datasets, [source.weight for source in config.data], seed=config.seed)
 
