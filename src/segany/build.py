@@ -13,7 +13,7 @@ from .checkpoints import check_fits, infer_config, load_weights, read_checkpoint
 from .config import SamConfig
 from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from .runtime import resolve_device, resolve_dtype
-from .variants import VARIANTS, resolve_variant
+from .variants import VARIANTS, bundled_checkpoint, resolve_variant
 
 
 def sam_from_config(config: SamConfig) -> Sam:
@@ -71,11 +71,14 @@ def build_sam(
             carried config, else its tensor shapes); with a name, a checkpoint of another variant is
             refused with a message naming the variant it fits.
         checkpoint: official ``.pth``, ``.safetensors``, a segany or training checkpoint, or a Hugging
-            Face ``transformers`` SAM checkpoint. Without one, the weights are untrained.
+            Face ``transformers`` SAM checkpoint. Without a name and a checkpoint: segany's bundled
+            model (trained weights, no download); with a name only, untrained weights.
         device: where to put the model (default: see :func:`segany.runtime.resolve_device`).
         dtype: compute precision of predictions, ``float32`` (default, exact) or ``bfloat16`` (autocast;
             weights stay float32); kept as ``model.compute_dtype`` and used by the predictor and generator.
     """
+    if name is None and checkpoint is None:
+        checkpoint = bundled_checkpoint()
     state_dict = None
     if checkpoint is not None:
         state_dict, carried = read_checkpoint(checkpoint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import ImageEncoderConfig, SamConfig
 
@@ -51,6 +52,16 @@ OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
         "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     ),
 }
+
+
+# segany's own model, trained here (configs/default_model.toml; card: weights/MODEL_CARD.md). Its
+# architecture travels in the file's metadata, so it needs no entry in VARIANTS.
+BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "segany_small.safetensors"
+
+
+def bundled_checkpoint() -> Path | None:
+    """The weights file shipped with segany, or None in an installation without it."""
+    return BUNDLED_WEIGHTS if BUNDLED_WEIGHTS.is_file() else None
 
 
 def resolve_variant(name: str) -> str:

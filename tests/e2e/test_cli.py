@@ -204,7 +204,7 @@ def _argv(files: dict[str, Path], case: str, tmp_path: Path) -> list[str]:
     elif case == "wrong variant":
         return ["segment", image, *prompt, "--model", "vit_b", "--checkpoint", checkpoint]
     elif case == "no checkpoint, empty cache":
-        return ["segment", image, *prompt]
+        return ["segment", image, *prompt, "--model", "vit_h"]
     elif case == "unknown device":
         return ["segment", image, *prompt, "--checkpoint", checkpoint, "--device", "gpu0"]
     elif case == "absent GPU":

@@ -18,7 +18,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         choices=sorted([*VARIANTS, *ALIASES]),
-        help="model variant (default: the checkpoint's own; vit_h for a downloaded official checkpoint)",
+        help="official variant (default: the checkpoint's own; without --checkpoint, the downloaded official "
+        "checkpoint of this variant; without both, segany's bundled model)",
     )
     parser.add_argument(
         "--checkpoint", default=None, help="weights file (.pth, .safetensors, or a HF SAM file)"
@@ -33,13 +34,16 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(args: argparse.Namespace) -> Sam:
-    """Build the model the options ask for; without ``--checkpoint``, a downloaded official one."""
+    """Build the model the options ask for: ``--checkpoint``; else with ``--model``, the downloaded
+    official checkpoint of that variant; else segany's bundled model."""
     from ..build import build_sam
     from ..download import cached_checkpoint
     from ..errors import CheckpointError
-    from ..variants import resolve_variant
+    from ..variants import bundled_checkpoint, resolve_variant
 
     checkpoint = args.checkpoint
+    if checkpoint is None and args.model is None:
+        checkpoint = bundled_checkpoint()
     if checkpoint is None:
         variant = resolve_variant(args.model or "default")
         checkpoint = cached_checkpoint(variant)
