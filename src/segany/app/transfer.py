@@ -1,0 +1,182 @@
+"""Moving annotations in and out of the database: exports with :mod:`segany.formats` writers, imports of
+SA-1B and COCO files as proposals.
+
+Export: every image with at least one ``accepted`` annotation is written with the writer of the chosen
+format (the same files ``segany auto`` writes), its masks in annotation-id order. A human-accepted mask
+has ``predicted_iou`` and ``stability_score`` 1.0, ``crop_box`` the whole image and ``point_coords`` the
+mask pixel farthest from its edge. Labels, which these formats do not carry, go to ``OUT/labels.json``:
+``{"<image path>": ["label of mask 0", "label of mask 1", ...]}`` in the order the masks were written.
+
+Import: an SA-1B per-image JSON or a COCO instances JSON; each image is matched by ``file_name``
+(relative to the images folder; registered when the file is there but not yet in the database) and its
+masks are stored as ``proposed`` annotations with source ``import`` and, for COCO, the category name as
+the label. Importing the same file twice stores its masks twice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from ..errors import ImageError, SegAnyError
+from ..formats import get_writer, read_coco, read_sa1b
+from ..formats import rle as rle_utils
+from ..formats.base import atomic_write_json
+from .catalog import image_size, inside
+from .masks import MaskError, bbox_xywh, checked_rle, interior_point
+from .storage import AnnotationRow, ImageRow, NewAnnotation, Storage
+
+LABELS_FILE = "labels.json"
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote: images, masks, and images copied next to them (with ``images_dir``)."""
+
+    images: int = 0
+    masks: int = 0
+    copied: int = 0
+
+
+@dataclass
+class ImportSummary:
+    """What an import stored, and one sentence per image or mask it skipped."""
+
+    images: int = 0
+    annotations: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def export_record(annotation: AnnotationRow, image: ImageRow) -> dict[str, Any]:
+    """An accepted annotation as a mask record in the automatic generator's form (see module docstring)."""
+    return {
+        "segmentation": annotation.mask,
+        "area": annotation.area,
+        "bbox": annotation.bbox,
+        "predicted_iou": 1.0,
+        "point_coords": [interior_point(rle_utils.decode(annotation.mask))],
+        "stability_score": 1.0,
+        "crop_box": [0, 0, image.width, image.height],
+    }
+
+
+def export_annotations(
+    storage: Storage, out_dir: Path, format: str, images_dir: Path | None = None
+) -> ExportSummary:
+    """Write all accepted annotations under ``out_dir`` in ``format`` (``sa1b``, ``coco``, ``png``,
+    ``yolo``), plus ``labels.json``; with ``images_dir``, also copy each image to ``out_dir/images/``."""
+    writer = get_writer(format)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = ExportSummary()
+    labels: dict[str, list[str]] = {}
+    for image, accepted in storage.accepted():
+        records = [export_record(a, image) for a in accepted]
+        writer.write(out_dir, image.path, image.id, image.height, image.width, records)
+        labels[image.path] = [a.label for a in accepted]
+        summary.images += 1
+        summary.masks += len(records)
+        if images_dir is not None:
+            source = inside(images_dir, image.path)
+            if not source.is_file():
+                raise ImageError(
+                    f"Image {image.path} is not in {images_dir}; give the folder it was annotated in."
+                )
+            target = out_dir / "images" / image.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            summary.copied += 1
+    writer.finish(out_dir)
+    atomic_write_json(out_dir / LABELS_FILE, labels)
+    return summary
+
+
+def import_files(storage: Storage, images_dir: Path, files: Iterable[Path]) -> ImportSummary:
+    """Store the masks of SA-1B or COCO files as proposals (see module docstring)."""
+    summary = ImportSummary()
+    for path in files:
+        for info, found, categories in _read(Path(path)):
+            image = _find_image(storage, images_dir, str(info.get("file_name", "")), summary)
+            if image is None:
+                continue
+            new = []
+            for i, ann in enumerate(found):
+                try:
+                    mask = _segmentation(ann.get("segmentation"), image.height, image.width)
+                except (MaskError, KeyError, TypeError, ValueError) as exc:
+                    summary.skipped.append(f"{path}: mask {i} of {image.path}: {exc}")
+                    continue
+                new.append(
+                    NewAnnotation(
+                        mask=mask,
+                        area=rle_utils.area(mask),
+                        bbox=bbox_xywh(mask),
+                        label=categories.get(ann.get("category_id"), ""),
+                        prompts=None,
+                        source="import",
+                        status="proposed",
+                    )
+                )
+            storage.add_annotations(image.id, new)
+            summary.images += 1
+            summary.annotations += len(new)
+    return summary
+
+
+def _read(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]], dict[Any, str]]]:
+    """``(image info, annotations, {category id: name})`` per image of an SA-1B or COCO file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise SegAnyError(
+            f"Cannot read {path} as JSON ({exc}); give SA-1B or COCO annotation files."
+        ) from exc
+    if isinstance(document, dict) and isinstance(document.get("images"), list):
+        categories = {c.get("id"): str(c.get("name", "")) for c in document.get("categories", [])}
+        return [(info, anns, categories) for info, anns in read_coco(path)]
+    if isinstance(document, dict) and isinstance(document.get("image"), dict):
+        info, anns = read_sa1b(path)
+        return [(info, anns, {})]
+    raise SegAnyError(
+        f"{path} is neither an SA-1B file (with 'image' and 'annotations') nor a COCO file (with 'images')."
+    )
+
+
+def _find_image(storage: Storage, images_dir: Path, name: str, summary: ImportSummary) -> ImageRow | None:
+    """The registered image ``name``, registering it when its file is in ``images_dir``; None if absent."""
+    image = storage.image_by_path(name)
+    if image is not None:
+        return image
+    try:
+        path = inside(images_dir, name)
+        if not path.is_file():
+            raise ImageError(f"no file {name!r} in {images_dir}")
+        height, width = image_size(path)
+    except ImageError as exc:
+        summary.skipped.append(f"image {name!r}: {exc}")
+        return None
+    storage.add_images([(Path(name).as_posix(), width, height)])
+    return storage.image_by_path(Path(name).as_posix())
+
+
+def _segmentation(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """A file's segmentation (RLE in either form, or COCO polygons) -> checked compressed RLE."""
+    if isinstance(segmentation, dict):
+        return checked_rle(segmentation, height, width)
+    if isinstance(segmentation, list) and segmentation:
+        polygons = [np.asarray(p, dtype=np.float64).tolist() for p in segmentation]
+        if any(len(p) < 6 or len(p) % 2 for p in polygons):
+            raise MaskError("a polygon needs at least 3 (x, y) points.")
+        merged = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+        return checked_rle(
+            {"size": [height, width], "counts": merged["counts"].decode("ascii")}, height, width
+        )
+    raise MaskError("segmentation must be an RLE or a list of polygons.")
