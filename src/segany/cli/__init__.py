@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import auto, download, eval, export_onnx, segment, train
+from . import annotate, auto, download, eval, export_onnx, segment, train
 
-_COMMANDS = (segment, auto, eval, export_onnx, download, train)
+_COMMANDS = (segment, auto, eval, export_onnx, download, train, annotate)
 
 
 def build_parser() -> argparse.ArgumentParser:
