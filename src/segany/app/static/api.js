@@ -28,7 +28,9 @@ async function errorOf(response) {
   } catch {
     // Not JSON (a proxy's error page, say): keep the status line.
   }
-  return new Error(detail);
+  const error = new Error(detail);
+  error.status = response.status;
+  return error;
 }
 
 async function json(method, path, body) {

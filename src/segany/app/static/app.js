@@ -31,6 +31,16 @@ const session = new MaskSession({
   onError: (error) => setStatus(`Prediction failed: ${error.message}`, "error"),
 });
 
+// Edits run one after another, in the order asked: pressing A then R quickly must accept one
+// proposal and reject the next, not act twice on the first.
+let edits = Promise.resolve();
+function serial(fn) {
+  return (...args) => {
+    edits = edits.then(() => fn(...args)).catch((error) => setStatus(error.message, "error"));
+    return edits;
+  };
+}
+
 function setStage(value) {
   stage.dataset.state = value;
 }
@@ -431,7 +441,7 @@ document.addEventListener("keydown", (event) => {
   if (typing) {
     if (event.key === "Enter" && event.target.id === "label-input") {
       event.preventDefault();
-      accept();
+      actions.accept();
     } else if (event.key === "Escape") {
       event.target.blur();
     }
@@ -447,7 +457,7 @@ document.addEventListener("keydown", (event) => {
   } else if (ctrl || event.altKey) {
     return; // leave the browser's own shortcuts alone
   } else if (key === "Enter") {
-    accept();
+    actions.accept();
   } else if (key === "Escape") {
     clearPrompt();
   } else if (key === "Tab") {
@@ -455,7 +465,7 @@ document.addEventListener("keydown", (event) => {
   } else if (key >= "1" && key <= "3") {
     session.selectCandidate(Number(key) - 1);
   } else if (key === "Delete" || key === "Backspace") {
-    deleteSelected();
+    actions.deleteSelected();
   } else if (key === "[" || key === "]") {
     setBrushRadius(state.brushRadius + (key === "[" ? -1 : 1) * Math.max(1, Math.round(state.brushRadius / 6)));
   } else if (key === "?") {
@@ -468,9 +478,9 @@ document.addEventListener("keydown", (event) => {
       s: () => setTool("select"),
       b: () => setTool("brush"),
       e: () => setTool("eraser"),
-      a: () => (session.mask ? accept() : acceptSelected()),
-      r: rejectSelected,
-      f: fixSelected,
+      a: actions.accept,
+      r: actions.rejectSelected,
+      f: actions.fixSelected,
       l: () => $("label-input").focus(),
     }[key.toLowerCase()];
     if (!action) return;
@@ -481,18 +491,27 @@ document.addEventListener("keydown", (event) => {
 
 // ---------------------------------------------------------------- wiring
 
+const actions = {
+  accept: serial(accept),
+  acceptSelected: serial(acceptSelected),
+  rejectSelected: serial(rejectSelected),
+  fixSelected: serial(fixSelected),
+  deleteSelected: serial(deleteSelected),
+  prefill: serial(prefill),
+};
+
 for (const button of document.querySelectorAll("button.tool")) {
   button.addEventListener("click", () => setTool(button.dataset.tool));
 }
-$("accept-btn").addEventListener("click", accept);
+$("accept-btn").addEventListener("click", actions.accept);
 $("undo-btn").addEventListener("click", () => session.undo());
 $("redo-btn").addEventListener("click", () => session.redo());
 $("clear-btn").addEventListener("click", clearPrompt);
-$("sel-accept-btn").addEventListener("click", acceptSelected);
-$("sel-reject-btn").addEventListener("click", rejectSelected);
-$("sel-fix-btn").addEventListener("click", fixSelected);
-$("sel-delete-btn").addEventListener("click", deleteSelected);
-$("prefill-btn").addEventListener("click", prefill);
+$("sel-accept-btn").addEventListener("click", actions.acceptSelected);
+$("sel-reject-btn").addEventListener("click", actions.rejectSelected);
+$("sel-fix-btn").addEventListener("click", actions.fixSelected);
+$("sel-delete-btn").addEventListener("click", actions.deleteSelected);
+$("prefill-btn").addEventListener("click", actions.prefill);
 
 const annotator = $("annotator-input");
 annotator.value = localStorage.getItem("segany.annotator") || "";

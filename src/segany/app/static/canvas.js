@@ -2,7 +2,7 @@
 // Everything it draws is in image pixels: annotations and the current mask are offscreen layers of
 // the image's size, prompts and the brush cursor are drawn on top at each render.
 
-import { forEachForegroundRun, decode } from "./rle.js";
+import { forEachForegroundRun } from "./rle.js";
 
 const CURRENT_COLOUR = [0, 220, 255];
 const CURRENT_EDGE = [255, 255, 255];
@@ -88,29 +88,40 @@ export class View {
   }
 
   /**
-   * Redraw the annotation layer.
-   * annotations: [{id, status, mask (RLE), colour}]; rejected ones are not drawn.
+   * Redraw the annotation layer: each annotation filled translucent in its colour and outlined
+   * opaque (the selected one in yellow), later ones on top.
+   * annotations: [{id, status, mask (RLE), colour: [r, g, b]}]; rejected ones are not drawn.
    */
   setAnnotations(annotations, selectedId) {
     const w = this.width;
     const h = this.height;
+    const shown = annotations.filter((a) => a.status !== "rejected");
+    // Which annotation is on top at each pixel (-1: none); outlines are where it changes.
+    const top = new Int32Array(w * h).fill(-1);
+    shown.forEach((annotation, k) => {
+      forEachForegroundRun(annotation.mask, (x, y0, y1) => {
+        for (let y = y0; y < y1; y++) top[y * w + x] = k;
+      });
+    });
+    const fill = shown.map((a) => (a.id === selectedId ? 170 : a.status === "proposed" ? 110 : 140));
+    const edge = shown.map((a) => (a.id === selectedId ? SELECTED_EDGE : a.colour));
     const data = new ImageData(w, h);
     const px = data.data;
-    for (const annotation of annotations) {
-      if (annotation.status === "rejected") continue;
-      const selected = annotation.id === selectedId;
-      const alpha = selected ? 170 : annotation.status === "proposed" ? 95 : 120;
-      const [r, g, b] = annotation.colour;
-      forEachForegroundRun(annotation.mask, (x, y0, y1) => {
-        for (let y = y0; y < y1; y++) {
-          const o = (y * w + x) * 4;
-          px[o] = r;
-          px[o + 1] = g;
-          px[o + 2] = b;
-          px[o + 3] = alpha;
-        }
-      });
-      if (selected) paintEdge(px, decode(annotation.mask), w, h, SELECTED_EDGE);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const i = y * w + x;
+        const k = top[i];
+        if (k < 0) continue;
+        const onEdge =
+          x === 0 || y === 0 || x === w - 1 || y === h - 1 ||
+          top[i - 1] !== k || top[i + 1] !== k || top[i - w] !== k || top[i + w] !== k;
+        const [r, g, b] = onEdge ? edge[k] : shown[k].colour;
+        const o = i * 4;
+        px[o] = r;
+        px[o + 1] = g;
+        px[o + 2] = b;
+        px[o + 3] = onEdge ? 255 : fill[k];
+      }
     }
     this.annotationLayer.getContext("2d").putImageData(data, 0, 0);
     this.render();

@@ -20,11 +20,17 @@ export class MaskSession {
     this.height = 0;
     this.inFlight = false;
     this.pending = false;
-    this.reset(0, 0);
+    this.version = 0;
+    this.clear(0, 0);
   }
 
   /** Forget everything (a new image, an accepted mask, Esc). */
   reset(width = this.width, height = this.height) {
+    this.clear(width, height);
+    this.onChange();
+  }
+
+  clear(width, height) {
     this.width = width;
     this.height = height;
     this.points = [];
@@ -38,8 +44,7 @@ export class MaskSession {
     this.undoStack = [];
     this.redoStack = [];
     this.stroke = null;
-    this.version = (this.version || 0) + 1;
-    this.onChange();
+    this.version++;
   }
 
   get pixels() {
@@ -189,7 +194,7 @@ export class MaskSession {
         const version = this.version;
         let result;
         try {
-          result = await this.predictFn(this.predictBody());
+          result = await this.predictWithFallback(this.predictBody());
         } catch (error) {
           if (version === this.version) this.onError(error);
           continue;
@@ -198,6 +203,17 @@ export class MaskSession {
       }
     } finally {
       this.inFlight = false;
+    }
+  }
+
+  // The server keeps only recent predictions; one that undo went back to may be gone (404). Then
+  // predict from the prompts alone rather than fail the click.
+  async predictWithFallback(body) {
+    try {
+      return await this.predictFn(body);
+    } catch (error) {
+      if (error.status !== 404 || !body.previous) throw error;
+      return this.predictFn({ ...body, previous: null });
     }
   }
 
