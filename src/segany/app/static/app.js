@@ -113,6 +113,7 @@ async function openImage(id) {
     setStage("ready");
     const how = embedded.cached ? "cached" : `computed in ${embedded.seconds.toFixed(2)} s`;
     setStatus(`${entry.name}: embedding ${how}. Click an object.`);
+    if (!embedded.cached) guarded("Refreshing the image list", loadImages); // to show it cached
   } catch (error) {
     if (ticket !== state.openCount) return;
     setStage("error");
@@ -164,6 +165,7 @@ function showAnnotations() {
       return li;
     }),
   );
+  $("annotation-list").querySelector(".selected")?.scrollIntoView({ block: "nearest" });
   const selected = selectedAnnotation();
   $("sel-accept-btn").disabled = !selected || selected.status === "accepted";
   $("sel-reject-btn").disabled = !selected || selected.status === "rejected";

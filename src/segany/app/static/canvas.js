@@ -89,13 +89,16 @@ export class View {
 
   /**
    * Redraw the annotation layer: each annotation filled translucent in its colour and outlined
-   * opaque (the selected one in yellow), later ones on top.
+   * opaque (the selected one in yellow and on top), later ones over earlier ones.
    * annotations: [{id, status, mask (RLE), colour: [r, g, b]}]; rejected ones are not drawn.
    */
   setAnnotations(annotations, selectedId) {
     const w = this.width;
     const h = this.height;
-    const shown = annotations.filter((a) => a.status !== "rejected");
+    // The selected annotation goes last, on top, so that its whole outline shows.
+    const shown = annotations
+      .filter((a) => a.status !== "rejected")
+      .sort((a, b) => (a.id === selectedId) - (b.id === selectedId));
     // Which annotation is on top at each pixel (-1: none); outlines are where it changes.
     const top = new Int32Array(w * h).fill(-1);
     shown.forEach((annotation, k) => {
