@@ -250,8 +250,11 @@ def validation_detail(errors: list[dict[str, Any]]) -> tuple[int, str]:
         return 422, "Request body must be a JSON object, sent with Content-Type: application/json."
     # Union members add their type to the location ("counts", "list[int]", 1); readers need the field.
     path = [part for part in path if not (isinstance(part, str) and "[" in part)]
-    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
     message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "missing" and path and isinstance(path[-1], int):
+        # A fixed-length list (a box, a point) that is too short reports its first missing index.
+        message, path = "too few items", path[:-1]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
     more = (
         f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)"
         if len(errors) > 1
