@@ -1,0 +1,164 @@
+"""``segany annotate import`` / ``export``: SA-1B and COCO files in as proposals, accepted masks out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segany.app.masks import bbox_xywh
+from segany.app.storage import NewAnnotation, Storage
+from segany.cli import main
+from segany.formats import get_writer, read_sa1b
+from segany.formats import rle as rle_utils
+
+H, W = 120, 160
+
+
+def _record(mask: np.ndarray) -> dict:
+    rle = rle_utils.encode(mask)[0]
+    return {
+        "segmentation": rle,
+        "area": rle_utils.area(rle),
+        "bbox": bbox_xywh(rle),
+        "predicted_iou": 0.9,
+        "point_coords": [[1.0, 2.0]],
+        "stability_score": 0.95,
+        "crop_box": [0, 0, W, H],
+    }
+
+
+def _box(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def test_import_sa1b_and_coco(images_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    files = tmp_path / "files"
+    sa1b = get_writer("sa1b")
+    sa1b.write(files, "sub/c.png", 0, H, W, [_record(_box(10, 10, 40, 30)), _record(_box(50, 50, 60, 90))])
+    coco = {
+        "images": [
+            {"id": 7, "file_name": "a.png", "width": W, "height": H},
+            {"id": 8, "file_name": "missing.png", "width": W, "height": H},
+        ],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 3,
+                "segmentation": rle_utils.encode(_box(0, 0, 20, 20))[0],
+            },
+            {"id": 2, "image_id": 7, "category_id": 3, "segmentation": [[30, 30, 60, 30, 60, 50, 30, 50]]},
+            {
+                "id": 3,
+                "image_id": 7,
+                "category_id": 3,
+                "segmentation": {"size": [H, W + 1], "counts": [0, 5]},
+            },
+            {"id": 4, "image_id": 8, "category_id": 3, "segmentation": rle_utils.encode(_box(0, 0, 2, 2))[0]},
+        ],
+        "categories": [{"id": 3, "name": "cup"}],
+    }
+    (files / "instances.json").write_text(json.dumps(coco))
+    db = tmp_path / "annotations.sqlite"
+    inputs = [str(files / "sub" / "c.json"), str(files / "instances.json")]
+    code = main(["annotate", "import", "--db", str(db), "--images", str(images_dir), *inputs])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "4 proposals for 2 images" in err and "2 skipped" in err
+    assert "missing.png" in err and "mask 2 of a.png" in err
+
+    storage = Storage(db)
+    c, a = storage.image_by_path("sub/c.png"), storage.image_by_path("a.png")
+    assert (c.width, c.height) == (W, H)
+    imported_c = storage.annotations(c.id)
+    assert [(x.status, x.source, x.label) for x in imported_c] == [("proposed", "import", "")] * 2
+    assert np.array_equal(rle_utils.decode(imported_c[0].mask), _box(10, 10, 40, 30))
+    imported_a = storage.annotations(a.id)
+    assert [x.label for x in imported_a] == ["cup", "cup"]
+    polygon = rle_utils.decode(imported_a[1].mask)
+    assert polygon[40, 45] and not polygon[10, 10] and imported_a[1].bbox[:2] == [30, 30]
+
+
+def test_import_refuses_other_files(images_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"hello": 1}))
+    db = str(tmp_path / "x.sqlite")
+    assert main(["annotate", "import", "--db", db, "--images", str(images_dir), str(other)]) == 1
+    assert "neither an SA-1B file" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert main(["annotate", "import", "--db", db, "--images", str(images_dir), str(broken)]) == 1
+    assert "as JSON" in capsys.readouterr().err
+    assert main(["annotate", "import", "--db", db, "--images", str(tmp_path / "none"), str(other)]) == 1
+
+
+def test_export_with_images(images_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    db = tmp_path / "annotations.sqlite"
+    storage = Storage(db)
+    storage.add_images([("sub/c.png", W, H), ("a.png", W, H)])
+    c = storage.image_by_path("sub/c.png")
+    for status, label, mask in [
+        ("accepted", "cat", _box(5, 5, 50, 50)),
+        ("proposed", "", _box(0, 0, 9, 9)),
+        ("accepted", "dog", _box(60, 60, 70, 100)),
+    ]:
+        rle = rle_utils.encode(mask)[0]
+        storage.add_annotations(
+            c.id, [NewAnnotation(rle, rle_utils.area(rle), bbox_xywh(rle), label=label, status=status)]
+        )
+    out = tmp_path / "out"
+    args = ["annotate", "export", "--db", str(db), "--format", "sa1b", "--out", str(out)]
+    assert main([*args, "--images", str(images_dir)]) == 0
+    assert "2 masks of 1 images" in capsys.readouterr().err
+    info, anns = read_sa1b(out / "sub" / "c.json")
+    assert info["file_name"] == "sub/c.png"
+    assert [rle_utils.decode(a["segmentation"]).sum() for a in anns] == [45 * 45, 10 * 40]
+    assert json.loads((out / "labels.json").read_text()) == {"sub/c.png": ["cat", "dog"]}
+    assert (out / "images" / "sub" / "c.png").read_bytes() == (images_dir / "sub" / "c.png").read_bytes()
+    assert not (out / "images" / "a.png").exists()
+
+    assert (
+        main(
+            [
+                "annotate",
+                "export",
+                "--db",
+                str(tmp_path / "nope.sqlite"),
+                "--format",
+                "coco",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
+    assert "not found" in capsys.readouterr().err
+
+
+def test_serve_form_parses_options_before_and_after(
+    monkeypatch: pytest.MonkeyPatch, images_dir: Path
+) -> None:
+    from segany.cli import annotate, build_parser
+
+    seen = {}
+    monkeypatch.setattr(annotate, "_serve", lambda args: seen.setdefault("args", args) and 0)
+    for argv in (
+        ["annotate", "--port", "9001", str(images_dir), "--token", "t"],
+        ["annotate", "serve", str(images_dir), "--port", "9001", "--token", "t"],
+    ):
+        seen.clear()
+        args = build_parser().parse_args(argv)
+        args.run(args)
+        served = seen["args"]
+        assert (served.images_dir, served.port, served.token, served.db, served.host) == (
+            str(images_dir),
+            9001,
+            "t",
+            "annotations.sqlite",
+            "127.0.0.1",
+        )
