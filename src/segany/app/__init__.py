@@ -7,6 +7,7 @@ Layers, each depending only on those listed before it:
 * ``masks``: checking masks that arrive over the network, and the numbers derived from a mask.
 * ``embeddings``: the per-image embedding cache on disk, recent predictions, the background queue.
 * ``transfer``: exporting accepted annotations with :mod:`segany.formats` writers; importing proposals.
+* ``service``: what the routes do, without HTTP (errors carry their HTTP status).
 * ``api_models`` and ``middleware``: the JSON shapes of the API; the token and body-size guards.
 * ``server``: :func:`segany.app.server.create_app`, the FastAPI application factory.
 
