@@ -448,3 +448,12 @@ def test_ui_served_or_explained(make_client, tmp_path: Path) -> None:
     bare = make_client(static_dir=tmp_path / "missing")
     response = bare.get("/")
     assert response.status_code == 200 and "not installed" in response.text
+
+
+def test_internal_errors_are_one_sentence(make_client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    app = make_client().app
+    monkeypatch.setattr(app.state.segany.storage, "labels", lambda: 1 / 0)
+    response = TestClient(app, raise_server_exceptions=False).get("/api/labels")
+    assert response.status_code == 500 and "ZeroDivisionError" in _detail(response)

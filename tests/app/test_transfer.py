@@ -162,3 +162,8 @@ def test_serve_form_parses_options_before_and_after(
             "annotations.sqlite",
             "127.0.0.1",
         )
+
+
+def test_serve_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["annotate", str(tmp_path / "nowhere")]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -41,6 +41,7 @@ page's scripts and styles load without the token in their URLs.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
@@ -66,6 +67,8 @@ from .storage import AnnotationRow, Storage
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CACHE_DIR_NAME = ".segany-cache"
+
+log = logging.getLogger(__name__)
 
 _NO_UI = """<!doctype html><html><head><meta charset="utf-8"><title>segany annotate</title></head>
 <body><p>The annotation UI is not installed (no <code>segany/app/static/index.html</code>);
@@ -169,6 +172,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": _sentence(str(detail))}, status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: the traceback goes to the server log, the client gets one sentence.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        detail = f"Internal error ({type(exc).__name__}) while answering this request; see the server log."
+        return JSONResponse({"detail": detail}, status_code=500)
 
     @app.exception_handler(SegAnyError)
     async def refused(request: Request, exc: SegAnyError) -> JSONResponse:

@@ -126,6 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .common import load_model
 
     server, uvicorn = _app_modules()
+    if not Path(args.images_dir).is_dir():
+        raise SegAnyError(f"Images folder {args.images_dir} does not exist; give a folder of images.")
     if args.max_body_mb <= 0:
         raise SegAnyError("--max-body-mb must be positive.")
     if not _is_loopback(args.host) and not args.token:
