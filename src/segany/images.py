@@ -11,6 +11,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
+# File endings segany reads as images (folders are searched for these).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 100_000_000
 
 

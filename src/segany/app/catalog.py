@@ -13,9 +13,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageError
+from ..images import IMAGE_SUFFIXES
 
-# The suffixes `segany auto` reads (segany.cli.auto.IMAGE_SUFFIXES); the app must not import the CLI.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # EXIF orientations that rotate by 90 degrees, so that width and height swap when applied.
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _EXIF_ORIENTATION = 0x0112

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 from ..automatic.config import GeneratorConfig
-from ..images import DEFAULT_MAX_PIXELS
+from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from .common import add_model_args, load_model
 from .config_flags import add_config_flags, config_from_args
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("sa1b", "coco", "png", "yolo")
 
 
