@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import annotate, auto, download, eval, export_onnx, segment, train
+from . import annotate, auto, download, engine, eval, export_onnx, segment, train
 
-_COMMANDS = (segment, auto, eval, export_onnx, download, train, annotate)
+_COMMANDS = (segment, auto, eval, export_onnx, download, train, annotate, engine)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,130 @@
+"""A labelling run: which images are left to do, a runner to do them, and the bookkeeping around it.
+
+:func:`label_images` is the one entry point of ``segany engine label``: it locks the output folder,
+drops what a killed run left half-done, skips the images already done (their last manifest line says
+``ok`` and their JSON exists; failed images are tried again), runs the rest here or on Ray, appends a
+manifest line per image as it finishes, then tidies the manifest and records the run in ``runs.jsonl``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .local import run_local
+from .outputs import LabelLog, run_line, utc_now
+from .pipeline import OK, LabelJob, Labeller, LabelResult
+from .ray_runner import RayOptions, run_ray
+from .sources import ImageItem
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """What a run did: ``images`` in the input, ``skipped`` (already done), ``labelled``, ``failed``
+    (names in ``failed_names``), ``masks`` written, wall ``seconds`` and ``images_per_minute``."""
+
+    images: int
+    skipped: int
+    labelled: int
+    failed: int
+    masks: int
+    seconds: float
+    images_per_minute: float | None
+    failed_names: tuple[str, ...] = ()
+
+    def text(self, out_dir: Path) -> str:
+        rate = f", {self.images_per_minute:.1f} images/min" if self.images_per_minute else ""
+        return (
+            f"{self.images} images: {self.labelled} labelled ({self.masks} masks), {self.skipped} already "
+            f"done, {self.failed} failed; {self.seconds:.1f} s{rate}; output in {out_dir}"
+        )
+
+
+def plan(items: Sequence[ImageItem], log: LabelLog, overwrite: bool = False) -> list[ImageItem]:
+    """The items still to do: all with ``overwrite``, else those not done (see module docstring)."""
+    if overwrite:
+        return list(items)
+    entries = log.entries()
+    return [item for item in items if not log.is_done(entries.get(item.name))]
+
+
+def label_images(
+    items: Sequence[ImageItem],
+    job: LabelJob,
+    ray: RayOptions | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    labeller: Callable[[LabelJob], Labeller] = Labeller,
+) -> LabelSummary:
+    """Label ``items`` into ``job.out_dir``, in this process (``ray`` None) or on Ray.
+
+    Args:
+        overwrite: redo images already done.
+        progress: show a progress bar on stderr.
+        labeller: what each worker builds from the job (tests swap in one that fails on purpose).
+    """
+    out_dir = Path(job.out_dir)
+    log = LabelLog(out_dir)
+    with log.lock():
+        log.repair()
+        todo = plan(items, log, overwrite)
+        results: list[LabelResult] = []
+        first: list[float] = []  # seconds into the run when the first result came back
+        bar = _progress(len(todo)) if progress and todo else None
+
+        def on_result(result: LabelResult) -> None:
+            if not first:
+                first.append(time.perf_counter() - start)
+            log.record(result, job)
+            results.append(result)
+            if bar is not None:
+                bar.update(1)
+                if result.status != OK:
+                    bar.write(f"segany: failed {result.name}: {result.error}", file=sys.stderr)
+
+        started, start = utc_now(), time.perf_counter()
+        completed = False
+        try:
+            if ray is None:
+                run_local(todo, job, on_result, labeller)
+            else:
+                run_ray(todo, job, on_result, ray, labeller)
+            completed = True
+        finally:
+            if bar is not None:
+                bar.close()
+            seconds = time.perf_counter() - start
+            log.compact()
+            if todo:
+                line = run_line(
+                    started=started,
+                    seconds=seconds,
+                    first_seconds=first[0] if first else None,
+                    runner="local" if ray is None else "ray",
+                    actors=1 if ray is None else ray.actors,
+                    images=len(items),
+                    skipped=len(items) - len(todo),
+                    results=results,
+                    job=job,
+                )
+                log.add_run({**line, "completed": completed})
+    failed = tuple(r.name for r in results if r.status != OK)
+    return LabelSummary(
+        images=len(items),
+        skipped=len(items) - len(todo),
+        labelled=len(results) - len(failed),
+        failed=len(failed),
+        masks=sum(r.masks for r in results),
+        seconds=seconds,
+        images_per_minute=60 * len(results) / seconds if results and seconds > 0 else None,
+        failed_names=failed,
+    )
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="images", unit="img", file=sys.stderr, disable=None)
