@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segany.config import ImageEncoderConfig, SamConfig
+from segany.config import ImageEncoderConfig, SamConfig, TinyViTConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -40,6 +40,9 @@ FIXTURE = SamConfig(
 )
 FIXTURE_PATH = Path(__file__).resolve().parent / "data" / "amg_fixture.safetensors"
 
+# MobileSAM's vit_t at a quarter of the input side (16 x 16 embedding): every TinyViT path, 1/16 the cost.
+TINY_T = SamConfig(TinyViTConfig(img_size=256), decoder_mlp_dim=512)
+
 _EMBEDDING_NAMES = ("iou_token", "mask_tokens", "point_embeddings", "not_a_point_embed", "no_mask_embed")
 
 
@@ -59,8 +62,10 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             "positional_encoding_gaussian_matrix"
         ):
             value = noise
-        elif name.endswith(("rel_pos_h", "rel_pos_w")) or name.endswith("pos_embed"):
+        elif name.endswith(("rel_pos_h", "rel_pos_w", "pos_embed", "attention_biases")):
             value = 0.5 * noise
+        elif name.endswith("running_var"):  # BatchNorm (TinyViT): a variance must stay positive
+            value = 1.0 + 0.2 * noise.abs()
         elif tensor.ndim == 1 and ("norm" in name or _is_norm_param(model, name)):
             value = (1.0 + 0.2 * noise) if name.endswith("weight") else 0.1 * noise
         elif tensor.ndim == 1:
@@ -75,7 +80,7 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 def _is_norm_param(model: nn.Module, name: str) -> bool:
     module_name = name.rsplit(".", 1)[0]
     module = dict(model.named_modules()).get(module_name)
-    return module is not None and type(module).__name__ in ("LayerNorm", "LayerNorm2d")
+    return module is not None and type(module).__name__ in ("LayerNorm", "LayerNorm2d", "BatchNorm2d")
 
 
 def official_sam(config: SamConfig) -> nn.Module:
@@ -138,6 +143,72 @@ def twin_models(config: SamConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]
     theirs = official_sam(config)
     theirs.load_state_dict(ours.state_dict(), strict=True)
     return ours, theirs
+
+
+def mobilesam_sam(config: SamConfig, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """MobileSAM's Sam (``mobile_sam`` package, test-only) with a TinyViT encoder, loaded with ``state_dict``.
+
+    The weights are loaded *before* ``.eval()``: MobileSAM's attention caches its bias table when
+    ``.eval()`` is called, so weights set afterwards would leave that cache stale. Its TinyViT only
+    runs at img_size 1024 with the published stage widths (it hard-codes the 64 x 64 grid and which
+    merge keeps the resolution).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # timm deprecation and registry-overwrite warnings on import
+        from mobile_sam.modeling import MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+
+    e = config.encoder
+    grid = e.embedding_grid
+    model = Sam(
+        image_encoder=TinyViT(
+            img_size=e.img_size,
+            num_classes=e.num_classes,
+            embed_dims=list(e.embed_dims),
+            depths=list(e.depths),
+            num_heads=list(e.num_heads),
+            window_sizes=list(e.window_sizes),
+            mlp_ratio=e.mlp_ratio,
+            drop_path_rate=0.0,
+            mbconv_expand_ratio=e.mbconv_expand_ratio,
+            local_conv_size=e.local_conv_size,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=config.prompt_embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(e.img_size, e.img_size),
+            mask_in_chans=config.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=config.num_multimask_outputs,
+            transformer=TwoWayTransformer(
+                depth=config.decoder_depth,
+                embedding_dim=config.prompt_embed_dim,
+                mlp_dim=config.decoder_mlp_dim,
+                num_heads=config.decoder_num_heads,
+            ),
+            transformer_dim=config.prompt_embed_dim,
+            iou_head_depth=config.iou_head_depth,
+            iou_head_hidden_dim=config.iou_head_hidden_dim,
+        ),
+        pixel_mean=list(config.pixel_mean),
+        pixel_std=list(config.pixel_std),
+    )
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def mobilesam_twin_models(config: SamConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """A segany ``vit_t``-type model with random weights and MobileSAM's model with the same weights.
+
+    segany's weights are set *after* ``.eval()`` on purpose, the order that leaves MobileSAM with a
+    stale bias cache: every comparison against the twin is then also a check that segany has no such cache.
+    """
+    from segany import sam_from_config
+
+    ours = randomize_(sam_from_config(config).eval(), seed)
+    return ours, mobilesam_sam(config, ours.state_dict())
 
 
 def fixture_model() -> nn.Module:

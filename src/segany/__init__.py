@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "save_checkpoint": "checkpoints",
     "ImageEncoderConfig": "config",
     "SamConfig": "config",
+    "TinyViTConfig": "config",
     "CheckpointError": "errors",
     "DownloadError": "errors",
     "ImageError": "errors",
@@ -50,6 +51,7 @@ __all__ = [
     "SamConfig",
     "SamPredictor",
     "SegAnyError",
+    "TinyViTConfig",
     "__version__",
     "build_sam",
     "read_checkpoint",
@@ -76,7 +78,7 @@ if TYPE_CHECKING:
     from .automatic import GeneratorConfig, SamAutomaticMaskGenerator
     from .build import build_sam, sam_from_config, sam_model_registry
     from .checkpoints import read_checkpoint, save_checkpoint
-    from .config import ImageEncoderConfig, SamConfig
+    from .config import ImageEncoderConfig, SamConfig, TinyViTConfig
     from .errors import CheckpointError, DownloadError, ImageError, ImageNotSetError, PromptError, SegAnyError
     from .modeling import Sam
     from .predictor import SamPredictor

@@ -10,30 +10,48 @@ import torch
 from torch import nn
 
 from .checkpoints import check_fits, infer_config, load_weights, read_checkpoint
-from .config import SamConfig
-from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from .config import EncoderConfig, ImageEncoderConfig, SamConfig
+from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
 from .runtime import resolve_device, resolve_dtype
 from .variants import VARIANTS, bundled_checkpoint, resolve_variant
+
+
+def image_encoder_from_config(e: EncoderConfig) -> ImageEncoderViT | TinyViT:
+    """The image encoder ``e`` describes: SAM's ViT or MobileSAM's TinyViT."""
+    if isinstance(e, ImageEncoderConfig):
+        return ImageEncoderViT(
+            img_size=e.img_size,
+            patch_size=e.patch_size,
+            embed_dim=e.embed_dim,
+            depth=e.depth,
+            num_heads=e.num_heads,
+            mlp_ratio=e.mlp_ratio,
+            out_chans=e.out_chans,
+            qkv_bias=e.qkv_bias,
+            use_abs_pos=e.use_abs_pos,
+            use_rel_pos=e.use_rel_pos,
+            window_size=e.window_size,
+            global_attn_indexes=e.global_attn_indexes,
+        )
+    return TinyViT(
+        img_size=e.img_size,
+        embed_dims=e.embed_dims,
+        depths=e.depths,
+        num_heads=e.num_heads,
+        window_sizes=e.window_sizes,
+        mlp_ratio=e.mlp_ratio,
+        mbconv_expand_ratio=e.mbconv_expand_ratio,
+        local_conv_size=e.local_conv_size,
+        out_chans=e.out_chans,
+        num_classes=e.num_classes,
+    )
 
 
 def sam_from_config(config: SamConfig) -> Sam:
     """An untrained :class:`Sam` with the architecture of ``config`` (PyTorch default initialisation)."""
     e = config.encoder
     grid = e.embedding_grid
-    image_encoder = ImageEncoderViT(
-        img_size=e.img_size,
-        patch_size=e.patch_size,
-        embed_dim=e.embed_dim,
-        depth=e.depth,
-        num_heads=e.num_heads,
-        mlp_ratio=e.mlp_ratio,
-        out_chans=e.out_chans,
-        qkv_bias=e.qkv_bias,
-        use_abs_pos=e.use_abs_pos,
-        use_rel_pos=e.use_rel_pos,
-        window_size=e.window_size,
-        global_attn_indexes=e.global_attn_indexes,
-    )
+    image_encoder = image_encoder_from_config(e)
     prompt_encoder = PromptEncoder(
         embed_dim=config.prompt_embed_dim,
         image_embedding_size=(grid, grid),
@@ -66,13 +84,14 @@ def build_sam(
     """Build a SAM model in eval mode.
 
     Args:
-        name: a variant (``vit_b``, ``vit_l``, ``vit_h``, ``default`` = ``vit_h``), a :class:`SamConfig`,
-            or None. With a checkpoint and no name, the architecture comes from the checkpoint (its
-            carried config, else its tensor shapes); with a name, a checkpoint of another variant is
-            refused with a message naming the variant it fits.
-        checkpoint: official ``.pth``, ``.safetensors``, a segany or training checkpoint, or a Hugging
-            Face ``transformers`` SAM checkpoint. Without a name and a checkpoint: segany's bundled
-            model (trained weights, no download); with a name only, untrained weights.
+        name: a variant (``vit_b``, ``vit_l``, ``vit_h``, ``vit_t`` = MobileSAM, ``default`` = ``vit_h``),
+            a :class:`SamConfig`, or None. With a checkpoint and no name, the architecture comes from the
+            checkpoint (its carried config, else its tensor shapes); with a name, a checkpoint of another
+            variant is refused with a message naming the variant it fits.
+        checkpoint: official ``.pth``, ``.safetensors``, a segany or training checkpoint, a Hugging
+            Face ``transformers`` SAM checkpoint, or MobileSAM's ``mobile_sam.pt`` (``vit_t``). Without
+            a name and a checkpoint: segany's bundled model (trained weights, no download); with a name
+            only, untrained weights.
         device: where to put the model (default: see :func:`segany.runtime.resolve_device`).
         dtype: compute precision of predictions, ``float32`` (default, exact) or ``bfloat16`` (autocast;
             weights stay float32); kept as ``model.compute_dtype`` and used by the predictor and generator.

@@ -1,16 +1,17 @@
 """Reading, checking, converting and writing SAM checkpoints.
 
-Supported inputs: official ``.pth`` state dicts (``sam_vit_*_*.pth``, loaded unchanged), ``.safetensors``
-(segany writes its :class:`SamConfig` into the metadata), segany ``.pth`` files that wrap a state dict
-with its config, training checkpoints (``{"model": state_dict, ...}``) and Hugging Face ``transformers``
-SAM checkpoints (``facebook/sam-vit-*``: ``model.safetensors`` or ``pytorch_model.bin``), whose keys are
-converted to the official names by :func:`convert_hf_state_dict`.
+Supported inputs: official ``.pth`` state dicts (``sam_vit_*_*.pth`` and MobileSAM's ``mobile_sam.pt``,
+loaded unchanged), ``.safetensors`` (segany writes its :class:`SamConfig` into the metadata), segany
+``.pth`` files that wrap a state dict with its config, training checkpoints (``{"model": state_dict,
+...}``) and Hugging Face ``transformers`` SAM checkpoints (``facebook/sam-vit-*``: ``model.safetensors``
+or ``pytorch_model.bin``), whose keys are converted to the official names by :func:`convert_hf_state_dict`.
 
 Every failure raises :class:`CheckpointError` with one sentence a user can act on.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ImageEncoderConfig, SamConfig
+from .config import EncoderConfig, ImageEncoderConfig, SamConfig, TinyViTConfig
 from .errors import CheckpointError
 from .variants import VARIANTS, variant_of
 
@@ -236,42 +237,10 @@ def _count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
 
 
 def _infer(sd: Mapping[str, torch.Tensor], base: SamConfig) -> SamConfig:
-    enc = "image_encoder."
-    proj = sd[enc + "patch_embed.proj.weight"]
-    embed_dim, patch = int(proj.shape[0]), int(proj.shape[-1])
-    depth = _count(sd, enc + "blocks.")
-    use_rel_pos = enc + "blocks.0.attn.rel_pos_h" in sd
-    grid = int(sd[enc + "pos_embed"].shape[1]) if enc + "pos_embed" in sd else base.encoder.embedding_grid
-    num_heads, window, global_idx = base.encoder.num_heads, base.encoder.window_size, []
-    if use_rel_pos:
-        head_dim = int(sd[enc + "blocks.0.attn.rel_pos_h"].shape[1])
-        num_heads = embed_dim // head_dim
-        windows = set()
-        for i in range(depth):
-            length = int(sd[f"{enc}blocks.{i}.attn.rel_pos_h"].shape[0])
-            if length == 2 * grid - 1:
-                global_idx.append(i)
-            else:
-                windows.add((length + 1) // 2)
-        if len(windows) > 1:
-            raise ValueError(f"window sizes {sorted(windows)}")
-        window = windows.pop() if windows else window
+    if "image_encoder.patch_embed.seq.0.c.weight" in sd:
+        encoder: EncoderConfig = _infer_tiny_vit(sd, base)
     else:
-        global_idx = list(base.encoder.global_attn_indexes)
-    encoder = ImageEncoderConfig(
-        img_size=grid * patch,
-        patch_size=patch,
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=int(sd[enc + "blocks.0.mlp.lin1.weight"].shape[0]) / embed_dim,
-        out_chans=int(sd[enc + "neck.0.weight"].shape[0]),
-        window_size=window,
-        global_attn_indexes=tuple(global_idx),
-        qkv_bias=enc + "blocks.0.attn.qkv.bias" in sd,
-        use_abs_pos=enc + "pos_embed" in sd,
-        use_rel_pos=use_rel_pos,
-    )
+        encoder = _infer_vit(sd, base)
     dec = "mask_decoder."
     iou_depth = _count(sd, dec + "iou_prediction_head.layers.")
     return base.replace(
@@ -286,12 +255,87 @@ def _infer(sd: Mapping[str, torch.Tensor], base: SamConfig) -> SamConfig:
     )
 
 
+def _infer_vit(sd: Mapping[str, torch.Tensor], base: SamConfig) -> ImageEncoderConfig:
+    """SAM's ViT encoder from the shapes of ``image_encoder.*`` tensors; what they cannot tell from ``base``."""
+    enc = "image_encoder."
+    default = base.encoder if isinstance(base.encoder, ImageEncoderConfig) else ImageEncoderConfig()
+    proj = sd[enc + "patch_embed.proj.weight"]
+    embed_dim, patch = int(proj.shape[0]), int(proj.shape[-1])
+    depth = _count(sd, enc + "blocks.")
+    use_rel_pos = enc + "blocks.0.attn.rel_pos_h" in sd
+    grid = int(sd[enc + "pos_embed"].shape[1]) if enc + "pos_embed" in sd else default.embedding_grid
+    num_heads, window, global_idx = default.num_heads, default.window_size, []
+    if use_rel_pos:
+        head_dim = int(sd[enc + "blocks.0.attn.rel_pos_h"].shape[1])
+        num_heads = embed_dim // head_dim
+        windows = set()
+        for i in range(depth):
+            length = int(sd[f"{enc}blocks.{i}.attn.rel_pos_h"].shape[0])
+            if length == 2 * grid - 1:
+                global_idx.append(i)
+            else:
+                windows.add((length + 1) // 2)
+        if len(windows) > 1:
+            raise ValueError(f"window sizes {sorted(windows)}")
+        window = windows.pop() if windows else window
+    else:
+        global_idx = list(default.global_attn_indexes)
+    return ImageEncoderConfig(
+        img_size=grid * patch,
+        patch_size=patch,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=int(sd[enc + "blocks.0.mlp.lin1.weight"].shape[0]) / embed_dim,
+        out_chans=int(sd[enc + "neck.0.weight"].shape[0]),
+        window_size=window,
+        global_attn_indexes=tuple(global_idx),
+        qkv_bias=enc + "blocks.0.attn.qkv.bias" in sd,
+        use_abs_pos=enc + "pos_embed" in sd,
+        use_rel_pos=use_rel_pos,
+    )
+
+
+def _infer_tiny_vit(sd: Mapping[str, torch.Tensor], base: SamConfig) -> TinyViTConfig:
+    """MobileSAM's TinyViT encoder from tensor shapes.
+
+    The first stage's heads and window size are unused (it has no attention) and the input size leaves
+    no trace in the weights; those come from ``base`` when it is a TinyViT, else from the published model.
+    """
+    enc = "image_encoder."
+    default = base.encoder if isinstance(base.encoder, TinyViTConfig) else TinyViTConfig()
+    stages = _count(sd, enc + "layers.")
+    dims = [int(sd[f"{enc}layers.{i}.downsample.conv1.c.weight"].shape[1]) for i in range(stages - 1)]
+    dims.append(int(sd[enc + "neck.0.weight"].shape[1]))
+    heads, windows = [default.num_heads[0]], [default.window_sizes[0]]
+    for i in range(1, stages):
+        biases = sd[f"{enc}layers.{i}.blocks.0.attn.attention_biases"]
+        heads.append(int(biases.shape[0]))
+        windows.append(math.isqrt(int(biases.shape[1])))
+    first_attn = f"{enc}layers.1.blocks.0."
+    head = sd.get(enc + "head.weight")
+    return TinyViTConfig(
+        img_size=default.img_size,
+        embed_dims=tuple(dims),
+        depths=tuple(_count(sd, f"{enc}layers.{i}.blocks.") for i in range(stages)),
+        num_heads=tuple(heads),
+        window_sizes=tuple(windows),
+        mlp_ratio=int(sd[first_attn + "mlp.fc1.weight"].shape[0]) / dims[1],
+        mbconv_expand_ratio=int(sd[enc + "layers.0.blocks.0.conv1.c.weight"].shape[0]) / dims[0],
+        local_conv_size=int(sd[first_attn + "local_conv.c.weight"].shape[-1]),
+        out_chans=int(sd[enc + "neck.0.weight"].shape[0]),
+        num_classes=int(head.shape[0]) if head is not None else 0,
+    )
+
+
 def describe(config: SamConfig) -> str:
     """A short name for a config: the variant name, or its main encoder dimensions."""
     name = variant_of(config)
     if name:
         return name
     e = config.encoder
+    if isinstance(e, TinyViTConfig):
+        return f"a custom TinyViT model (embed_dims={e.embed_dims}, depths={e.depths}, img_size={e.img_size})"
     return f"a custom model (embed_dim={e.embed_dim}, depth={e.depth}, img_size={e.img_size})"
 
 

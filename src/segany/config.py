@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
 class ImageEncoderConfig:
-    """Hyperparameters of the ViT image encoder."""
+    """Hyperparameters of the ViT image encoder (SAM's ``vit_b``/``vit_l``/``vit_h``)."""
+
+    kind: ClassVar[str] = "vit"
 
     img_size: int = 1024
     patch_size: int = 16
@@ -32,10 +34,57 @@ class ImageEncoderConfig:
 
 
 @dataclass(frozen=True)
+class TinyViTConfig:
+    """Hyperparameters of MobileSAM's TinyViT image encoder (``vit_t``).
+
+    Four stages: a convolutional stem (stride 4), one stage of MBConv blocks, then stages of windowed
+    attention blocks; a patch-merging convolution between stages halves the resolution, except the one
+    into the last stage, so the embedding grid is ``img_size / 16`` (64 for the published model).
+    Per-stage tuples have one entry per stage; the first stage's ``num_heads`` and ``window_sizes`` are
+    unused (it has no attention) but kept so the tuples line up with MobileSAM's definition.
+    """
+
+    kind: ClassVar[str] = "tiny_vit"
+
+    img_size: int = 1024
+    embed_dims: tuple[int, ...] = (64, 128, 160, 320)
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (2, 4, 5, 10)
+    window_sizes: tuple[int, ...] = (7, 7, 14, 7)
+    mlp_ratio: float = 4.0
+    mbconv_expand_ratio: float = 4.0
+    local_conv_size: int = 3
+    out_chans: int = 256
+    # TinyViT's ImageNet classifier (norm_head, head): unused by SAM, kept so the published checkpoint
+    # loads with its own keys; 0 drops the head's linear layer.
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        stages = len(self.embed_dims)
+        if stages < 2 or any(len(t) != stages for t in (self.depths, self.num_heads, self.window_sizes)):
+            raise ValueError(
+                f"TinyViTConfig needs embed_dims, depths, num_heads and window_sizes of one equal length >= 2 "
+                f"(got {len(self.embed_dims)}, {len(self.depths)}, {len(self.num_heads)}, {len(self.window_sizes)})."
+            )
+
+    @property
+    def embedding_grid(self) -> int:
+        """Side of the image-embedding grid: stem stride 4, then 2 per merge but the last (64 at 1024)."""
+        return self.img_size // (4 * 2 ** (len(self.embed_dims) - 2))
+
+
+EncoderConfig = ImageEncoderConfig | TinyViTConfig
+ENCODER_KINDS: dict[str, type[ImageEncoderConfig] | type[TinyViTConfig]] = {
+    ImageEncoderConfig.kind: ImageEncoderConfig,
+    TinyViTConfig.kind: TinyViTConfig,
+}
+
+
+@dataclass(frozen=True)
 class SamConfig:
     """A whole SAM model: encoder, prompt encoder and mask decoder dimensions, and pixel statistics."""
 
-    encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    encoder: EncoderConfig = field(default_factory=ImageEncoderConfig)
     prompt_embed_dim: int = 256
     mask_in_chans: int = 16
     decoder_depth: int = 2
@@ -55,7 +104,10 @@ class SamConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values; ``encoder["kind"]`` names the encoder type (``vit`` or ``tiny_vit``)."""
+        data = dataclasses.asdict(self)
+        data["encoder"]["kind"] = self.encoder.kind
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -65,12 +117,16 @@ class SamConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error (so a typo is never silently ignored)."""
         data = dict(data)
         encoder = dict(data.pop("encoder", {}))
-        if "global_attn_indexes" in encoder:
-            encoder["global_attn_indexes"] = tuple(encoder["global_attn_indexes"])
+        # Files written before TinyViT existed carry no kind: they are ViTs.
+        kind = encoder.pop("kind", ImageEncoderConfig.kind)
+        if kind not in ENCODER_KINDS:
+            raise ValueError(f"Unknown encoder kind {kind!r}; choose one of: {', '.join(ENCODER_KINDS)}.")
+        # JSON and TOML give lists where the dataclasses hold tuples.
+        encoder = {k: tuple(v) if isinstance(v, list) else v for k, v in encoder.items()}
         for key in ("pixel_mean", "pixel_std"):
             if key in data:
                 data[key] = tuple(data[key])
-        return cls(encoder=ImageEncoderConfig(**encoder), **data)
+        return cls(encoder=ENCODER_KINDS[kind](**encoder), **data)
 
     @classmethod
     def from_json(cls, text: str) -> SamConfig:

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import DownloadError
-from .variants import OFFICIAL_WEIGHTS, resolve_variant
+from .variants import MANUAL_WEIGHTS, OFFICIAL_WEIGHTS, OfficialWeights, resolve_variant
 
 _CHUNK = 1 << 20
 
@@ -22,13 +22,26 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "segany"
 
 
+def official_weights(variant: str) -> OfficialWeights:
+    """Where ``variant``'s official checkpoint downloads from; a :class:`DownloadError` for a variant
+    without a download (``vit_t``), saying where its weights come from instead."""
+    canonical = resolve_variant(variant)
+    if canonical not in OFFICIAL_WEIGHTS:
+        raise DownloadError(
+            f"segany has no download for {canonical}: get {MANUAL_WEIGHTS[canonical]} and pass its path as the checkpoint."
+        )
+    return OFFICIAL_WEIGHTS[canonical]
+
+
 def checkpoint_path(variant: str) -> Path:
     """Cache path of an official checkpoint (whether or not it has been downloaded)."""
-    return cache_dir() / "checkpoints" / OFFICIAL_WEIGHTS[resolve_variant(variant)].filename
+    return cache_dir() / "checkpoints" / official_weights(variant).filename
 
 
 def cached_checkpoint(variant: str) -> Path | None:
-    """The downloaded official checkpoint of ``variant``, or None."""
+    """The downloaded official checkpoint of ``variant``, or None (also for a variant without a download)."""
+    if resolve_variant(variant) not in OFFICIAL_WEIGHTS:
+        return None
     path = checkpoint_path(variant)
     return path if path.is_file() else None
 
@@ -114,7 +127,7 @@ def download_checkpoint(
 
     Returns its path; a file already there with the right checksum is not downloaded again.
     """
-    weights = OFFICIAL_WEIGHTS[resolve_variant(variant)]
+    weights = official_weights(variant)
     url = url or weights.url
     expected = sha256 if sha256 is not None else (weights.sha256 if url == weights.url else None)
     target_dir = Path(dest_dir) if dest_dir is not None else checkpoint_path(variant).parent

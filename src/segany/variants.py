@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ImageEncoderConfig, SamConfig
+from .config import ImageEncoderConfig, SamConfig, TinyViTConfig
 
 VIT_B = SamConfig(
     ImageEncoderConfig(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11))
@@ -17,7 +17,10 @@ VIT_H = SamConfig(
     ImageEncoderConfig(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31))
 )
 
-VARIANTS: dict[str, SamConfig] = {"vit_h": VIT_H, "vit_l": VIT_L, "vit_b": VIT_B}
+# MobileSAM (Zhang et al., 2023): SAM's prompt encoder and decoder behind a distilled TinyViT encoder.
+VIT_T = SamConfig(TinyViTConfig())
+
+VARIANTS: dict[str, SamConfig] = {"vit_h": VIT_H, "vit_l": VIT_L, "vit_b": VIT_B, "vit_t": VIT_T}
 ALIASES: dict[str, str] = {"default": "vit_h"}
 
 
@@ -51,6 +54,12 @@ OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
         _BASE_URL + "sam_vit_b_01ec64.pth",
         "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     ),
+}
+
+# Variants whose weights have no stable URL with a known checksum, so no download: where to get them.
+MANUAL_WEIGHTS: dict[str, str] = {
+    "vit_t": "mobile_sam.pt from MobileSAM's repository (weights/mobile_sam.pt in "
+    "https://github.com/ChaoningZhang/MobileSAM)",
 }
 
 

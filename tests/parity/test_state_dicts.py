@@ -65,6 +65,6 @@ def test_registry_builds_the_official_variants_in_eval_mode(tmp_path):
     assert model.device == torch.device("cpu")
     key = "image_encoder.blocks.2.attn.rel_pos_h"
     assert torch.equal(model.state_dict()[key], ours.state_dict()[key])
-    assert set(segany.sam_model_registry) == {"default", "vit_b", "vit_l", "vit_h"}
+    assert set(segany.sam_model_registry) == {"default", "vit_b", "vit_l", "vit_h", "vit_t"}
     official = _official_builder("vit_b")(checkpoint=str(path))
     assert torch.equal(official.state_dict()[key], ours.state_dict()[key])

@@ -39,7 +39,7 @@ def load_model(args: argparse.Namespace) -> Sam:
     from ..build import build_sam
     from ..download import cached_checkpoint
     from ..errors import CheckpointError
-    from ..variants import bundled_checkpoint, resolve_variant
+    from ..variants import MANUAL_WEIGHTS, bundled_checkpoint, resolve_variant
 
     checkpoint = args.checkpoint
     if checkpoint is None and args.model is None:
@@ -47,6 +47,10 @@ def load_model(args: argparse.Namespace) -> Sam:
     if checkpoint is None:
         variant = resolve_variant(args.model or "default")
         checkpoint = cached_checkpoint(variant)
+        if checkpoint is None and variant in MANUAL_WEIGHTS:
+            raise CheckpointError(
+                f"{variant} has no download; get {MANUAL_WEIGHTS[variant]} and pass --checkpoint PATH."
+            )
         if checkpoint is None:
             raise CheckpointError(
                 f"No checkpoint given and no {variant} checkpoint downloaded; pass --checkpoint PATH "

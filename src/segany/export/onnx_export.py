@@ -16,7 +16,7 @@ ENCODER_OUTPUT = "image_embeddings"
 
 
 def _dummy_decoder_inputs(model: Sam, num_points: int = 5) -> tuple[torch.Tensor, ...]:
-    grid = model.image_encoder.img_size // model.image_encoder.patch_embed.proj.kernel_size[0]
+    grid = model.prompt_encoder.image_embedding_size[0]
     channels = model.prompt_encoder.embed_dim
     low = 4 * grid
     return (

@@ -5,6 +5,7 @@ from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PositionEmbeddingRandom, PromptEncoder
 from .sam import Sam
+from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "PositionEmbeddingRandom",
     "PromptEncoder",
     "Sam",
+    "TinyViT",
     "TwoWayTransformer",
 ]

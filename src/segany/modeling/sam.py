@@ -19,6 +19,7 @@ from ..config import SamConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
+from .tiny_vit import TinyViT
 
 
 class Sam(nn.Module):
@@ -29,7 +30,7 @@ class Sam(nn.Module):
 
     def __init__(
         self,
-        image_encoder: ImageEncoderViT,
+        image_encoder: ImageEncoderViT | TinyViT,
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
         pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
