@@ -201,5 +201,96 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def _add_round(actions: argparse._SubParsersAction) -> None:
-    parser = actions.add_parser("round", help="fine-tune on annotations; keep the model only if it improves")
-    parser.set_defaults(run=lambda args: 0)
+    from ..training.eval_config import EvalConfig
+
+    parser = actions.add_parser(
+        "round",
+        help="fine-tune on accumulated annotations; keep the model only if it measures better",
+        description=(
+            "One model-in-the-loop round: hold images out by name, evaluate --base on them, fine-tune it on "
+            "the rest of the annotations and automatic masks, evaluate again, and append the round to the "
+            "ledger. current.json (beside the ledger) moves to the new checkpoint only if it improved."
+        ),
+    )
+    parser.add_argument(
+        "--annotations",
+        nargs="+",
+        required=True,
+        metavar="DB_OR_DIR",
+        help="annotation databases (.sqlite/.db), `engine label` output folders, SA-1B or COCO datasets",
+    )
+    parser.add_argument(
+        "--base", default=None, help="checkpoint to start from (default: the ledger's current checkpoint)"
+    )
+    parser.add_argument("--out", required=True, metavar="ROUND_DIR", help="this round's folder")
+    parser.add_argument("--images", default=None, help="the folder the databases' images were annotated in")
+    parser.add_argument(
+        "--config", default=None, metavar="TRAIN.toml", help="TrainConfig settings over the round's defaults"
+    )
+    parser.add_argument("--ledger", default=None, help="ledger file (default: ROUND_DIR/../ledger.jsonl)")
+    parser.add_argument(
+        "--holdout", type=float, default=0.2, help="share of images held out by name hash (default: 0.2)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=("box_miou", "click1_miou", "last_click_miou"),
+        default="box_miou",
+        help="what must improve (default: box_miou)",
+    )
+    parser.add_argument(
+        "--min-gain", type=float, default=0.0, help="the metric must rise by more than this (default: 0)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="training steps (over the defaults and TOML)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    add_config_flags(parser, EvalConfig)
+    parser.set_defaults(run=run_round, baselines=False, clicks=3)
+
+
+def run_round(args: argparse.Namespace) -> int:
+    from ..engine.rounds import RoundOptions, read_settings, run_round
+    from ..errors import SegAnyError
+    from ..training.config import TrainConfigError
+    from ..training.eval_config import EvalConfig
+    from .train import progress_hook
+
+    try:
+        overrides = read_settings(Path(args.config)) if args.config else {}
+        if args.steps is not None:
+            overrides["steps"] = args.steps
+        if args.device is not None:
+            overrides["device"] = args.device
+        options = RoundOptions(
+            holdout=args.holdout,
+            metric=args.metric,
+            min_gain=args.min_gain,
+            evaluation=config_from_args(EvalConfig, args),
+        )
+    except TrainConfigError:
+        raise
+    except ValueError as exc:
+        raise SegAnyError(f"Bad option: {exc}") from exc
+    line = run_round(
+        args.annotations,
+        Path(args.out),
+        base=args.base,
+        images_dir=Path(args.images) if args.images else None,
+        ledger_path=Path(args.ledger) if args.ledger else None,
+        train_overrides=overrides,
+        options=options,
+        hooks=[progress_hook()],
+        progress=True,
+    )
+    before, after = line["before"]["sam"], line["after"]["sam"]
+    verdict = "improved: the new checkpoint is current" if line["improved"] else "no improvement: kept"
+    print(
+        f"Round {line['round']}: {line['metric']} {_metric(before, line['metric']):.4f} -> "
+        f"{_metric(after, line['metric']):.4f} on {line['data']['held_out_images']} held-out images; "
+        f"{verdict} {line['current']}"
+    )
+    return 0
+
+
+def _metric(sam: dict, metric: str) -> float:
+    if metric == "box_miou":
+        return sam["box_miou"]
+    return sam["click_miou"][0 if metric == "click1_miou" else -1]
