@@ -5,6 +5,8 @@ the max abs difference of scores, low-res logits and mask logits and the fractio
 differ; then encoder time (set_image) and per-click time (predict) of both and the ratios.
 
     python benchmarks/predictor_vs_official.py --model vit_b --repeats 2 --clicks 20
+
+For ``--model vit_t`` the "official" side is MobileSAM (the ``mobile_sam`` package of mobilesam-mirror).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from segany import SamPredictor
+from segany.config import TinyViTConfig
 from segany.variants import VARIANTS
-from support import sample_image, twin_models
+from support import mobilesam_twin_models, sample_image, twin_models
 
 
 def _time(fn, repeats: int) -> float:
@@ -114,9 +117,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from segment_anything import SamPredictor as OfficialPredictor
+    config = VARIANTS[args.model]
+    if isinstance(config.encoder, TinyViTConfig):
+        from mobile_sam import SamPredictor as OfficialPredictor
 
-    ours_model, official_model = twin_models(VARIANTS[args.model], seed=0)
+        ours_model, official_model = mobilesam_twin_models(config, seed=0)
+    else:
+        from segment_anything import SamPredictor as OfficialPredictor
+
+        ours_model, official_model = twin_models(config, seed=0)
     image = sample_image()
     ours, official = SamPredictor(ours_model), OfficialPredictor(official_model)
     rng = np.random.default_rng(0)
@@ -144,7 +153,11 @@ def main() -> None:
         click = (time.perf_counter() - start) / len(clicks)
         rows.append((name, encoder, click))
 
-    print(f"model {args.model}, image {w}x{h}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    reference = OfficialPredictor.__module__.split(".")[0]
+    print(
+        f"model {args.model} (official = {reference}), image {w}x{h}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}"
+    )
     print(f"{'':10s} {'encoder s':>10s} {'click ms':>10s}")
     for name, encoder, click in rows:
         print(f"{name:12s} {encoder:10.2f} {click * 1000:10.1f}")
