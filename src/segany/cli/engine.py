@@ -108,6 +108,8 @@ def run_label(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SegAnyError(f"Bad option: {exc}") from exc
+    if ray is not None and (args.device or "").startswith("cuda") and not args.gpus_per_actor:
+        raise SegAnyError("--device cuda on Ray needs --gpus-per-actor (e.g. 1, or 0.5 to share a GPU).")
     items = input_items(args.input)
     summary = label_images(items, job, ray=ray, overwrite=args.overwrite, progress=True)
     print(f"segany engine label: {summary.text(Path(job.out_dir))}", file=sys.stderr)

@@ -10,7 +10,8 @@ Faults: an actor that dies (killed, out of memory, a crashed node) is restarted 
 would stall the run; ``--max-pixels`` refuses the usual culprit, huge images). A retried batch
 rewrites the JSONs its first attempt wrote, atomically and identically, and Ray Data yields each
 batch's results once, so no image is lost or gets two manifest lines. Outputs are written by the
-actors: on a multi-machine cluster ``--out`` must be a folder every node sees (a shared filesystem).
+actors: on a multi-machine cluster ``--out``, the checkpoint and local image paths must be readable at
+the same paths on every node (a shared filesystem), or the images given as URIs.
 """
 
 from __future__ import annotations
