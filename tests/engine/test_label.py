@@ -235,3 +235,21 @@ def test_a_dead_actor_is_restarted_and_its_images_are_labelled_once(
     assert _masks(out) == _masks(reference)
     assert not list(out.rglob("*.tmp"))
     assert json.loads((out / "c.json").read_text())["image"]["file_name"] == "c.jpg"
+
+
+def test_images_added_later_get_new_ids(tmp_path) -> None:
+    from segany.engine.labelling import plan
+    from segany.engine.outputs import LabelLog
+    from segany.engine.sources import items_from
+
+    job = LabelJob(out_dir=str(tmp_path), model=ModelSpec(str(FIXTURE_PATH)))
+    log = LabelLog(tmp_path)
+    for item in items_from([("x/b.png", "b.png"), ("x/d.png", "d.png")]):
+        log.record(LabelResult(item.image_id, item.name, item.source, "error", error="E"), job)
+    later = items_from([(f"x/{n}", n) for n in ("a.png", "b.png", "c.png", "d.png")])
+    assert [(i.name, i.image_id) for i in plan(later, log)] == [
+        ("a.png", 2),
+        ("b.png", 0),
+        ("c.png", 3),
+        ("d.png", 1),
+    ]

@@ -8,6 +8,7 @@ manifest line per image as it finishes, then tidies the manifest and records the
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,11 +45,24 @@ class LabelSummary:
 
 
 def plan(items: Sequence[ImageItem], log: LabelLog, overwrite: bool = False) -> list[ImageItem]:
-    """The items still to do: all with ``overwrite``, else those not done (see module docstring)."""
-    if overwrite:
-        return list(items)
+    """The items still to do: all with ``overwrite``, else those not done (see module docstring).
+
+    An image the folder already knows keeps its ``image_id``; images new to it are numbered after the
+    highest id there, so ids stay unique in the folder when images are added between runs.
+    """
     entries = log.entries()
-    return [item for item in items if not log.is_done(entries.get(item.name))]
+    known = {name: int(entry["image_id"]) for name, entry in entries.items() if "image_id" in entry}
+    next_id = max(known.values(), default=-1) + 1
+    numbered = []
+    for item in items:
+        if item.name in known:
+            item = dataclasses.replace(item, image_id=known[item.name])
+        elif known:
+            item, next_id = dataclasses.replace(item, image_id=next_id), next_id + 1
+        numbered.append(item)
+    if overwrite:
+        return numbered
+    return [item for item in numbered if not log.is_done(entries.get(item.name))]
 
 
 def label_images(
