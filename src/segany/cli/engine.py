@@ -203,6 +203,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def _add_round(actions: argparse._SubParsersAction) -> None:
+    from ..engine.round_config import METRICS
     from ..training.eval_config import EvalConfig
 
     parser = actions.add_parser(
@@ -235,7 +236,7 @@ def _add_round(actions: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--metric",
-        choices=("box_miou", "click1_miou", "last_click_miou"),
+        choices=METRICS,
         default="box_miou",
         help="what must improve (default: box_miou)",
     )
@@ -249,7 +250,8 @@ def _add_round(actions: argparse._SubParsersAction) -> None:
 
 
 def run_round(args: argparse.Namespace) -> int:
-    from ..engine.rounds import RoundOptions, read_settings, run_round
+    from ..engine.round_config import RoundOptions, metric_of
+    from ..engine.rounds import read_settings, run_round
     from ..errors import SegAnyError
     from ..training.config import TrainConfigError
     from ..training.eval_config import EvalConfig
@@ -282,17 +284,10 @@ def run_round(args: argparse.Namespace) -> int:
         hooks=[progress_hook()],
         progress=True,
     )
-    before, after = line["before"]["sam"], line["after"]["sam"]
     verdict = "improved: the new checkpoint is current" if line["improved"] else "no improvement: kept"
     print(
-        f"Round {line['round']}: {line['metric']} {_metric(before, line['metric']):.4f} -> "
-        f"{_metric(after, line['metric']):.4f} on {line['data']['held_out_images']} held-out images; "
+        f"Round {line['round']}: {line['metric']} {metric_of(line['before'], line['metric']):.4f} -> "
+        f"{metric_of(line['after'], line['metric']):.4f} on {line['data']['held_out_images']} held-out images; "
         f"{verdict} {line['current']}"
     )
     return 0
-
-
-def _metric(sam: dict, metric: str) -> float:
-    if metric == "box_miou":
-        return sam["box_miou"]
-    return sam["click_miou"][0 if metric == "click1_miou" else -1]

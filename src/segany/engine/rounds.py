@@ -27,21 +27,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError, SegAnyError
 from ..formats.base import atomic_write_json
 from ..training.datasets import SceneDataset, Subset
-from ..training.eval_config import EvalConfig
 from .ledger import LEDGER, Ledger
 from .outputs import MANIFEST, utc_now
+from .round_config import RoundOptions, metric_of
 from .split import Joined, held_out_names, split
 
 ROUND_FILE = "round.json"
 DB_SUFFIXES = (".sqlite", ".sqlite3", ".db")
-METRICS = ("box_miou", "click1_miou", "last_click_miou")
 
 # A short fine-tune: the image encoder frozen (cheap, and safe on a few hundred masks), a small learning
 # rate, a short warm-up. A TOML given with --config overrides any of these and any other TrainConfig field.
@@ -56,23 +55,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 # Set by the round itself, never by the TOML.
 _ROUND_KEYS = ("data", "out_dir", "checkpoint", "model", "model_config")
-
-
-@dataclass(frozen=True)
-class RoundOptions:
-    """How a round splits, measures and decides (training settings are a separate TOML)."""
-
-    holdout: float = 0.2
-    metric: str = "box_miou"
-    min_gain: float = 0.0
-    evaluation: EvalConfig = field(default_factory=lambda: EvalConfig(baselines=False, clicks=3))
-    device: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}.")
-        if not 0.0 < self.holdout < 1.0:
-            raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}.")
 
 
 @dataclass(frozen=True)
@@ -99,14 +81,6 @@ def open_source(spec: str, images_dir: Path | None) -> Source:
     if path.is_dir() and (path / MANIFEST).exists():
         return Source(spec, "labelled", LabelledFolder(path))
     return Source(spec, "dataset", open_dataset(spec))
-
-
-def metric_value(result: Any, metric: str) -> float:
-    """The figure ``metric`` names in an :class:`~segany.training.evaluate.EvalResult`."""
-    if metric == "box_miou":
-        return float(result.sam_box_miou)
-    clicks = result.sam_click_miou
-    return float(clicks[0] if metric == "click1_miou" else clicks[-1])
 
 
 def read_settings(path: Path) -> dict[str, Any]:
@@ -212,7 +186,8 @@ def run_round(
     checkpoint = out_dir / "model.safetensors"
     after = _evaluate(_load(str(checkpoint), config.device), eval_data, options, progress)
 
-    gain = metric_value(after, options.metric) - metric_value(before, options.metric)
+    before_figures, after_figures = before.to_dict(), after.to_dict()
+    gain = metric_of(after_figures, options.metric) - metric_of(before_figures, options.metric)
     improved = gain > options.min_gain
     line = {
         "round": ledger.next_round(),
@@ -225,8 +200,8 @@ def run_round(
         "metric": options.metric,
         "gain": gain,
         "min_gain": options.min_gain,
-        "before": before.to_dict(),
-        "after": after.to_dict(),
+        "before": before_figures,
+        "after": after_figures,
         "data": _data_counts(sources, parts, evaluated),
         "train": {**trained, "config": config.to_dict()},
     }
