@@ -176,6 +176,16 @@ def _names(out: Path, count: int) -> set[str]:
     return {line["name"] for line in read_jsonl(out / MANIFEST)[:count]}
 
 
+def test_ray_runner_without_ray_says_how_to_install_it(monkeypatch, tmp_path) -> None:
+    from segany.engine.ray_runner import RayOptions, run_ray
+    from segany.errors import SegAnyError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    job = LabelJob(out_dir=str(tmp_path), model=ModelSpec(str(FIXTURE_PATH)))
+    with pytest.raises(SegAnyError, match=r"pip install segany\[scale\]"):
+        run_ray([ImageItem(0, "a.png", "a.png")], job, print, RayOptions())
+
+
 # --- Ray ------------------------------------------------------------------------------------------------
 
 
