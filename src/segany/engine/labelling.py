@@ -38,8 +38,9 @@ class LabelSummary:
 
     def text(self, out_dir: Path) -> str:
         rate = f", {self.images_per_minute:.1f} images/min" if self.images_per_minute else ""
+        per_image = f", {self.masks / self.labelled:.1f} per image" if self.labelled else ""
         return (
-            f"{self.images} images: {self.labelled} labelled ({self.masks} masks), {self.skipped} already "
+            f"{self.images} images: {self.labelled} labelled ({self.masks} masks{per_image}), {self.skipped} already "
             f"done, {self.failed} failed; {self.seconds:.1f} s{rate}; output in {out_dir}"
         )
 
