@@ -197,3 +197,17 @@ def test_config_file_paths_are_relative_to_it_and_typos_are_errors(tmp_path: Pat
     path.write_text('out_dir = "out"\n[[data]]\nspec = "x"\n')
     with pytest.raises(TrainConfigError, match="Say what to train"):
         load_train_config(path)
+
+
+def test_a_vit_t_model_trains_too(tmp_path: Path) -> None:
+    from support import TINY_T
+
+    trainer = Trainer(
+        _config(tmp_path, model_config=TINY_T, steps=1, layer_decay=0.5), data=FiniteScenes(1, size=64)
+    )
+    rates = {group["lr"] for group in trainer.optimizer.param_groups}
+    assert rates == {1e-3 * 0.5}, "no layer-wise decay for encoders without a blocks list"  # warm-up step 1 of 2
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert math.isfinite(trainer.train_step(0)["loss"])
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("image_encoder."))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..modeling import Sam
+from ..modeling.common import DropPath
 
 # Parameters that are tables of embeddings or positions, not weights to shrink towards zero.
 _NO_DECAY_NAMES = (
@@ -39,17 +40,18 @@ def freeze(model: Sam, parts: Iterable[str]) -> None:
 
 
 def set_drop_path(model: Sam, rate: float) -> None:
-    """Stochastic depth in the image encoder, rising linearly from 0 (first block) to ``rate`` (last)."""
-    blocks = model.image_encoder.blocks
-    for index, block in enumerate(blocks):
-        block.drop_path.p = rate * index / max(1, len(blocks) - 1)
+    """Stochastic depth in the image encoder, rising linearly from 0 (first residual branch) to ``rate``
+    (last); works for any encoder built with :class:`~segany.modeling.common.DropPath` layers."""
+    paths = [module for module in model.image_encoder.modules() if isinstance(module, DropPath)]
+    for index, path in enumerate(paths):
+        path.p = rate * index / max(1, len(paths) - 1)
 
 
 def layer_id(name: str, depth: int) -> int:
     """Depth of a parameter for layer-wise decay: 0 for the patch embedding and positions, ``i + 1`` for
     encoder block ``i``, ``depth + 1`` for the neck and everything after the encoder.
     """
-    if name.startswith("image_encoder."):
+    if depth and name.startswith("image_encoder."):
         rest = name[len("image_encoder.") :]
         if rest.startswith(("patch_embed.", "pos_embed")):
             return 0
@@ -64,7 +66,8 @@ def parameter_groups(model: Sam, lr: float, weight_decay: float, layer_decay: fl
     Only trainable parameters are included. Weight decay applies to matrices and kernels, not to
     biases, norms or embedding tables (nanoGPT's ``dim >= 2`` rule, plus the tables by name).
     """
-    depth = len(model.image_encoder.blocks)
+    # Encoders without a ``blocks`` list (TinyViT) train at one rate: no layer-wise decay.
+    depth = len(getattr(model.image_encoder, "blocks", ()))
     groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
