@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..variants import ALIASES, VARIANTS
@@ -34,9 +35,16 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(args: argparse.Namespace) -> Sam:
-    """Build the model the options ask for: ``--checkpoint``; else with ``--model``, the downloaded
-    official checkpoint of that variant; else segany's bundled model."""
+    """Build the model the options ask for (the checkpoint found by :func:`resolve_checkpoint`)."""
     from ..build import build_sam
+
+    checkpoint = resolve_checkpoint(args)
+    return build_sam(args.model, checkpoint=checkpoint, device=_device(args.device), dtype=args.precision)
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> str | Path:
+    """The weights file the model options name: ``--checkpoint``; else with ``--model``, the downloaded
+    official checkpoint of that variant; else segany's bundled model. One sentence when there is none."""
     from ..download import cached_checkpoint
     from ..errors import CheckpointError
     from ..variants import MANUAL_WEIGHTS, bundled_checkpoint, resolve_variant
@@ -56,7 +64,7 @@ def load_model(args: argparse.Namespace) -> Sam:
                 f"No checkpoint given and no {variant} checkpoint downloaded; pass --checkpoint PATH "
                 f"or run `segany download {variant}` first."
             )
-    return build_sam(args.model, checkpoint=checkpoint, device=_device(args.device), dtype=args.precision)
+    return checkpoint
 
 
 def _device(name: str | None) -> torch.device:

@@ -136,26 +136,12 @@ def input_items(text: str) -> list:
 
 
 def model_spec(args: argparse.Namespace):
-    """The model of the model options, with its checkpoint file resolved here (as ``load_model`` does:
-    ``--checkpoint``; else the downloaded official weights of ``--model``; else the bundled model)."""
-    from ..download import cached_checkpoint
+    """The model of the model options, with its checkpoint file resolved as ``load_model`` does."""
     from ..engine.pipeline import ModelSpec
-    from ..errors import CheckpointError
-    from ..variants import bundled_checkpoint, resolve_variant
+    from .common import resolve_checkpoint
 
-    checkpoint = args.checkpoint
-    if checkpoint is None and args.model is None:
-        checkpoint = bundled_checkpoint()
-    if checkpoint is None:
-        variant = resolve_variant(args.model or "default")
-        checkpoint = cached_checkpoint(variant)
-        if checkpoint is None:
-            raise CheckpointError(
-                f"No checkpoint given and no {variant} checkpoint downloaded; pass --checkpoint PATH "
-                f"or run `segany download {variant}` first."
-            )
     return ModelSpec(
-        checkpoint=str(Path(checkpoint).resolve()),
+        checkpoint=str(Path(resolve_checkpoint(args)).resolve()),
         variant=args.model,
         device=args.device,
         precision=args.precision,

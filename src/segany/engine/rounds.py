@@ -85,26 +85,9 @@ def open_source(spec: str, images_dir: Path | None) -> Source:
 
 def read_settings(path: Path) -> dict[str, Any]:
     """The ``TrainConfig`` settings of a ``.toml`` (or ``.json``) file, as plain values."""
-    import json
-    import sys
+    from ..training.config import read_config_file
 
-    from ..training.config import TrainConfigError
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        return json.loads(text) if Path(path).suffix == ".json" else tomllib.loads(text)
-    except OSError as exc:
-        raise TrainConfigError(
-            f"Cannot read the round's training config {path}: {exc.strerror or exc}."
-        ) from exc
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise TrainConfigError(
-            f"The round's training config {path} is not valid TOML or JSON: {exc}."
-        ) from exc
+    return read_config_file(path, "the round's training config")
 
 
 def train_config(base: str, out_dir: Path, sources: list[Source], overrides: dict[str, Any]) -> Any:

@@ -143,15 +143,22 @@ def _check_types(config: TrainConfig) -> None:
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read a ``.toml`` or ``.json`` training configuration; relative paths are made relative to it."""
     path = Path(path)
+    return train_config_from_dict(read_config_file(path, "training config"), base=path.parent)
+
+
+def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
+    """The plain values of a ``.json`` file, or of TOML otherwise; ``what`` names the file in errors."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TrainConfigError(f"Cannot read training config {path}: {exc.strerror or exc}.") from exc
+        raise TrainConfigError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from exc
     try:
-        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise TrainConfigError(f"Training config {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}.") from exc
-    return train_config_from_dict(raw, base=path.parent)
+        raise TrainConfigError(
+            f"{what[0].upper()}{what[1:]} {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}."
+        ) from exc
 
 
 def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> TrainConfig:
