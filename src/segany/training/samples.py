@@ -72,8 +72,7 @@ def prepare_sample(
     image = ResizeLongestSide(img_size).apply_image(scene.image)
     masks = scene.masks[mask_filter.select(scene.masks, rng)]
 
-    cell = img_size / low_res  # input-frame pixels per low-res cell
-    rows, cols = max(1, round(new_h / cell)), max(1, round(new_w / cell))
+    rows, cols = low_res_extent((new_h, new_w), img_size, low_res)
     targets = np.zeros((len(masks), low_res, low_res), dtype=bool)
     boxes = np.zeros((len(masks), 4), dtype=np.float32)
     scale = np.array([new_w / width, new_h / height] * 2, dtype=np.float32)
@@ -88,6 +87,12 @@ def prepare_sample(
         targets=torch.from_numpy(targets[kept]),
         boxes=torch.from_numpy(boxes[kept]),
     )
+
+
+def low_res_extent(input_size: tuple[int, int], img_size: int, low_res: int) -> tuple[int, int]:
+    """Rows and columns of the low-res grid that the unpadded ``(h', w')`` input image covers."""
+    cell = img_size / low_res  # input-frame pixels per low-res cell
+    return max(1, round(input_size[0] / cell)), max(1, round(input_size[1] / cell))
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,12 @@ class TrainBatch:
 def collate(samples: Sequence[TrainSample], img_size: int, low_res: int) -> TrainBatch:
     """Stack samples into one :class:`TrainBatch` (images keep their own sizes)."""
     owner, valid = [], []
-    cell = img_size / low_res
     for index, sample in enumerate(samples):
         count = len(sample.targets)
         owner.append(torch.full((count,), index, dtype=torch.int64))
+        rows, cols = low_res_extent(sample.input_size, img_size, low_res)
         area = torch.zeros(low_res, low_res, dtype=torch.bool)
-        area[: max(1, round(sample.input_size[0] / cell)), : max(1, round(sample.input_size[1] / cell))] = True
+        area[:rows, :cols] = True
         valid.append(area.expand(count, low_res, low_res))
     return TrainBatch(
         images=[sample.image for sample in samples],
