@@ -112,26 +112,7 @@ def official_sam(config: SamConfig) -> nn.Module:
             window_size=e.window_size,
             global_attn_indexes=e.global_attn_indexes,
         ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=config.prompt_embed_dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(e.img_size, e.img_size),
-            mask_in_chans=config.mask_in_chans,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=config.num_multimask_outputs,
-            transformer=TwoWayTransformer(
-                depth=config.decoder_depth,
-                embedding_dim=config.prompt_embed_dim,
-                mlp_dim=config.decoder_mlp_dim,
-                num_heads=config.decoder_num_heads,
-            ),
-            transformer_dim=config.prompt_embed_dim,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-        ),
-        pixel_mean=list(config.pixel_mean),
-        pixel_std=list(config.pixel_std),
+        **_reference_heads(config, grid, PromptEncoder, MaskDecoder, TwoWayTransformer),
     ).eval()
 
 
@@ -174,26 +155,7 @@ def mobilesam_sam(config: SamConfig, state_dict: dict[str, torch.Tensor]) -> nn.
             mbconv_expand_ratio=e.mbconv_expand_ratio,
             local_conv_size=e.local_conv_size,
         ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=config.prompt_embed_dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(e.img_size, e.img_size),
-            mask_in_chans=config.mask_in_chans,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=config.num_multimask_outputs,
-            transformer=TwoWayTransformer(
-                depth=config.decoder_depth,
-                embedding_dim=config.prompt_embed_dim,
-                mlp_dim=config.decoder_mlp_dim,
-                num_heads=config.decoder_num_heads,
-            ),
-            transformer_dim=config.prompt_embed_dim,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-        ),
-        pixel_mean=list(config.pixel_mean),
-        pixel_std=list(config.pixel_std),
+        **_reference_heads(config, grid, PromptEncoder, MaskDecoder, TwoWayTransformer),
     )
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
@@ -238,3 +200,33 @@ def sample_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarr
     image = np.stack([(xx * 255 / width), (yy * 255 / height), 128 + 60 * np.sin(xx / 23.0)], axis=-1)
     image = image + rng.normal(0, 8, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _reference_heads(
+    config: SamConfig, grid: int, prompt_encoder: type, mask_decoder: type, transformer: type
+) -> dict[str, object]:
+    """Prompt encoder, mask decoder and pixel statistics of a reference ``Sam`` (the official package and
+    MobileSAM share these classes' signatures), as keyword arguments."""
+    size = config.encoder.img_size
+    return {
+        "prompt_encoder": prompt_encoder(
+            embed_dim=config.prompt_embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(size, size),
+            mask_in_chans=config.mask_in_chans,
+        ),
+        "mask_decoder": mask_decoder(
+            num_multimask_outputs=config.num_multimask_outputs,
+            transformer=transformer(
+                depth=config.decoder_depth,
+                embedding_dim=config.prompt_embed_dim,
+                mlp_dim=config.decoder_mlp_dim,
+                num_heads=config.decoder_num_heads,
+            ),
+            transformer_dim=config.prompt_embed_dim,
+            iou_head_depth=config.iou_head_depth,
+            iou_head_hidden_dim=config.iou_head_hidden_dim,
+        ),
+        "pixel_mean": list(config.pixel_mean),
+        "pixel_std": list(config.pixel_std),
+    }
