@@ -141,6 +141,22 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path: Path) -> None:
     assert any(not torch.equal(fresh[k], a[k]) for k in a)
 
 
+def test_a_run_resumed_with_more_steps_follows_the_new_schedule(tmp_path: Path) -> None:
+    # 4 steps with the rate cut at 90% (step 4), then resumed with steps=40: the cut moves to step 36,
+    # so the resumed run trains at the full rate again instead of the old cut-down one.
+    data = FiniteScenes(2)
+    first = Trainer(_config(tmp_path, milestones=(0.5,)), data=data)
+    first.run()
+    assert first.optimizer.param_groups[-1]["lr"] == pytest.approx(1e-4)
+    longer = Trainer(_config(tmp_path, steps=40, milestones=(0.9,)), data=data)
+    assert longer.resume() and longer.step == 4
+    assert longer.optimizer.param_groups[-1]["lr"] == pytest.approx(1e-3)
+    assert longer.train_step(longer.step)["lr"] == pytest.approx(1e-3)
+    longer.scheduler.last_epoch = 35
+    longer.scheduler.step()
+    assert longer.optimizer.param_groups[-1]["lr"] == pytest.approx(1e-4)
+
+
 def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
     data = FiniteScenes(1)
     trainer = Trainer(_config(tmp_path, steps=30, lr=3e-3, drop_path=0.0, warmup_steps=1, milestones=()), data=data)

@@ -120,5 +120,17 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupStepDecay(warmup, list(milestones), gamma))
 
 
+def reschedule(
+    scheduler: torch.optim.lr_scheduler.LambdaLR, warmup: int, milestones: Sequence[int], gamma: float
+) -> None:
+    """Replace a (restored) scheduler's warm-up and milestones, keeping its step, and set the
+    optimiser's current rates to match: a resumed run follows the config it is resumed with, so a run
+    is extended by raising ``steps``. With an unchanged config this changes nothing."""
+    scheduler.lr_lambdas = [WarmupStepDecay(warmup, list(milestones), gamma) for _ in scheduler.lr_lambdas]
+    step = scheduler.last_epoch
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(step)
+
+
 def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
     return [param for param in module.parameters() if param.requires_grad]

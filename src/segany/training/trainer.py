@@ -27,7 +27,7 @@ from . import distributed
 from .config import TrainConfig
 from .interactive import InteractiveLoss
 from .loader import StepBatches
-from .optim import build_optimizer, build_scheduler, freeze, set_drop_path
+from .optim import build_optimizer, build_scheduler, freeze, reschedule, set_drop_path
 from .samples import MaskFilter
 from .state import load_training_state, save_training_state
 from .synthetic import Scene
@@ -136,11 +136,14 @@ class Trainer:
     # --- The loop ---------------------------------------------------------------------------------
 
     def resume(self, path: Path | None = None) -> bool:
-        """Continue from ``path`` (default ``OUT_DIR/last.pt``) if it exists; returns whether it did."""
+        """Continue from ``path`` (default ``OUT_DIR/last.pt``) if it exists, on this config's learning-rate
+        schedule (so raising ``steps`` extends a run); returns whether it did."""
         path = path or self.out_dir / LAST_STATE
         if not path.exists():
             return False
         self.step = load_training_state(path, self.model, self.optimizer, self.scheduler).step
+        config = self.config
+        reschedule(self.scheduler, config.warmup_steps, config.milestone_steps(), config.gamma)
         return True
 
     def run(self, stop_after: int | None = None) -> TrainResult:
