@@ -57,6 +57,7 @@ def sam_from_config(config: SamConfig) -> Sam:
         image_embedding_size=(grid, grid),
         input_image_size=(e.img_size, e.img_size),
         mask_in_chans=config.mask_in_chans,
+        text_embed_dim=config.text_embed_dim,
     )
     mask_decoder = MaskDecoder(
         transformer_dim=config.prompt_embed_dim,

@@ -243,7 +243,9 @@ def _infer(sd: Mapping[str, torch.Tensor], base: SamConfig) -> SamConfig:
         encoder = _infer_vit(sd, base)
     dec = "mask_decoder."
     iou_depth = _count(sd, dec + "iou_prediction_head.layers.")
+    text = sd.get("prompt_encoder.text_projection.0.weight")
     return base.replace(
+        text_embed_dim=int(text.shape[1]) if text is not None else 0,
         encoder=encoder,
         prompt_embed_dim=int(sd["prompt_encoder.no_mask_embed.weight"].shape[1]),
         mask_in_chans=int(sd["prompt_encoder.mask_downscaling.3.weight"].shape[0]),

@@ -95,6 +95,9 @@ class SamConfig:
     iou_head_hidden_dim: int = 256
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # Width of the text/image embeddings (CLIP's, e.g. 512 or 768) the prompt encoder projects to one
+    # sparse token (paper section 7.5, appendix D.5); 0 means no text path, as in the official models.
+    text_embed_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.encoder.out_chans != self.prompt_embed_dim:
@@ -102,6 +105,8 @@ class SamConfig:
                 f"encoder.out_chans ({self.encoder.out_chans}) must equal prompt_embed_dim ({self.prompt_embed_dim}): "
                 "the decoder adds prompt embeddings to the image embedding."
             )
+        if self.text_embed_dim < 0:
+            raise ValueError(f"text_embed_dim must be 0 (no text path) or positive, got {self.text_embed_dim}.")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values; ``encoder["kind"]`` names the encoder type (``vit`` or ``tiny_vit``)."""

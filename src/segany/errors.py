@@ -29,3 +29,8 @@ class DownloadError(SegAnyError):
 
 class DatasetError(SegAnyError, ValueError):
     """A dataset (its spec, annotation file, folder or an image in it) cannot be used; names the file."""
+
+
+class TextEncoderError(SegAnyError):
+    """A text-image encoder (CLIP weights, segany's small encoder) is missing, unreadable or does not
+    fit the SAM model it is paired with; says where to get the weights."""

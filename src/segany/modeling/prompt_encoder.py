@@ -3,6 +3,12 @@
 Frames: point and box coordinates are in the model's input frame (pixels of the resized, unpadded
 ``img_size`` image, X then Y); mask prompts are ``B x 1 x 4h x 4w`` low-resolution logits, where
 ``h x w`` is the image-embedding grid (256 x 256 for the official models).
+
+Text (paper section 7.5, appendix D.5): a model built with ``text_embed_dim = D > 0`` also takes a
+``B x D`` embedding from a text-image encoder such as CLIP (of a phrase at inference, of the object's
+crop in training), normalised to unit length and projected by a small MLP to one extra sparse token,
+placed after the point and box tokens. The official models have no text path (``D = 0``) and keep
+their exact parameter set.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..prompts import PIXEL_CENTER_OFFSET, PointLabel
@@ -26,6 +33,7 @@ class PromptEncoder(nn.Module):
         input_image_size: tuple[int, int],
         mask_in_chans: int,
         activation: type[nn.Module] = nn.GELU,
+        text_embed_dim: int = 0,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -47,6 +55,12 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self.text_embed_dim = text_embed_dim
+        self.text_projection: nn.Module | None = None
+        if text_embed_dim > 0:
+            self.text_projection = nn.Sequential(
+                nn.Linear(text_embed_dim, embed_dim), activation(), nn.Linear(embed_dim, embed_dim)
+            )
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image-embedding grid: ``1 x embed_dim x h x w``."""
@@ -85,11 +99,27 @@ class PromptEncoder(nn.Module):
     def _embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
         return self.mask_downscaling(masks)
 
+    def _embed_text(self, text: torch.Tensor) -> torch.Tensor:
+        """``B x D`` text or crop embeddings -> ``B x 1 x embed_dim`` tokens."""
+        if self.text_projection is None:
+            raise ValueError(
+                "This model has no text prompt path (it was built with text_embed_dim = 0); "
+                "use a model trained for text prompts."
+            )
+        if text.ndim != 2 or text.shape[1] != self.text_embed_dim:
+            raise ValueError(
+                f"Text embeddings must be B x {self.text_embed_dim} for this model, got {tuple(text.shape)}."
+            )
+        weight = self.no_mask_embed.weight
+        unit = F.normalize(text.to(device=weight.device, dtype=torch.float32), dim=-1)
+        return self.text_projection(unit.to(weight.dtype)).unsqueeze(1)
+
     def forward(
         self,
         points: tuple[torch.Tensor, torch.Tensor] | None,
         boxes: torch.Tensor | None,
         masks: torch.Tensor | None,
+        text: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed any combination of prompts (all in the model-input frame).
 
@@ -97,10 +127,11 @@ class PromptEncoder(nn.Module):
             points: ``(B x N x 2 coords, B x N labels)`` or None.
             boxes: ``B x 4`` XYXY boxes or None.
             masks: ``B x 1 x 4h x 4w`` mask logits or None.
+            text: ``B x D`` text (or crop) embeddings or None; needs a model with a text path.
         Returns:
             sparse ``B x T x embed_dim`` tokens and dense ``B x embed_dim x h x w`` embeddings.
         """
-        batch = _batch_size(points, boxes, masks)
+        batch = _batch_size(points, boxes, masks, text)
         device = self.no_mask_embed.weight.device
         sparse = torch.empty((batch, 0, self.embed_dim), device=device, dtype=self.no_mask_embed.weight.dtype)
         if points is not None:
@@ -108,6 +139,8 @@ class PromptEncoder(nn.Module):
             sparse = torch.cat([sparse, self._embed_points(coords, labels, pad=boxes is None)], dim=1)
         if boxes is not None:
             sparse = torch.cat([sparse, self._embed_boxes(boxes)], dim=1)
+        if text is not None:
+            sparse = torch.cat([sparse, self._embed_text(text)], dim=1)
         if masks is not None:
             dense = self._embed_masks(masks)
         else:
@@ -117,7 +150,10 @@ class PromptEncoder(nn.Module):
 
 
 def _batch_size(
-    points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None, masks: torch.Tensor | None
+    points: tuple[torch.Tensor, torch.Tensor] | None,
+    boxes: torch.Tensor | None,
+    masks: torch.Tensor | None,
+    text: torch.Tensor | None = None,
 ) -> int:
     if points is not None:
         return points[0].shape[0]
@@ -125,6 +161,8 @@ def _batch_size(
         return boxes.shape[0]
     if masks is not None:
         return masks.shape[0]
+    if text is not None:
+        return text.shape[0]
     return 1
 
 

@@ -66,7 +66,7 @@ class Sam(nn.Module):
         Each record holds ``image`` (``3 x h' x w'`` uint8/float tensor, already resized so the longest
         side is ``img_size``), ``original_size`` ``(H, W)`` and optionally ``point_coords`` (``B x N x 2``),
         ``point_labels`` (``B x N``), ``boxes`` (``B x 4``), ``mask_inputs`` (``B x 1 x 256 x 256``), all in
-        the input frame. Returns per image ``masks`` (``B x M x H x W`` bool), ``iou_predictions``
+        the input frame, and ``text_embeddings`` (``B x D``, models with a text path). Returns per image ``masks`` (``B x M x H x W`` bool), ``iou_predictions``
         (``B x M``) and ``low_res_logits`` (``B x M x 256 x 256``).
         """
         image_embeddings = self.embed_images([record["image"] for record in batched_input])
@@ -81,6 +81,7 @@ class Sam(nn.Module):
                 boxes=record.get("boxes"),
                 masks=record.get("mask_inputs"),
                 multimask_output=multimask_output,
+                text=record.get("text_embeddings"),
             )
             masks = self.postprocess_masks(
                 low_res_masks,
@@ -112,14 +113,16 @@ class Sam(nn.Module):
         masks: torch.Tensor | None = None,
         multimask_output: bool = True,
         min_iou: float | None = None,
+        text: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt-encode and decode: low-res mask logits ``B x M x 4h x 4w`` and IoU predictions ``B x M``.
 
         ``image_embeddings`` is ``1 x C x h x w`` (shared by the ``B`` prompts) or ``B x C x h x w``;
         prompts are in the input frame (see :class:`PromptEncoder`). ``min_iou``: see
         :meth:`MaskDecoder.forward` (masks that cannot pass an IoU filter may be left uncomputed, NaN).
+        ``text``: ``B x D`` text or crop embeddings, for a model with a text path.
         """
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks, text=text)
         return self.mask_decoder(
             image_embeddings=image_embeddings,
             image_pe=self.prompt_encoder.get_dense_pe(),
