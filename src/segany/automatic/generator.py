@@ -215,8 +215,13 @@ class SamAutomaticMaskGenerator:
             self.predictor.transform.apply_coords(points, crop_size), dtype=torch.float, device=device
         )
         labels = torch.ones(len(points), dtype=torch.int, device=device)
+        # Prompts none of whose candidates can pass the IoU filter are never upscaled (their logits are
+        # NaN and unused: the filter below drops them).
         low_res, iou_preds = model.decode(
-            state_features, points=(coords[:, None], labels[:, None]), multimask_output=True
+            state_features,
+            points=(coords[:, None], labels[:, None]),
+            multimask_output=True,
+            min_iou=cfg.pred_iou_thresh if cfg.pred_iou_thresh > 0.0 else None,
         )
 
         # One row per candidate, in the official order: point-major, then the 3 candidates of each point.
