@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -230,3 +232,83 @@ def _reference_heads(
         "pixel_mean": list(config.pixel_mean),
         "pixel_std": list(config.pixel_std),
     }
+
+
+# A CLIP small enough to build in a blink (open_clip architecture, random weights), registered with
+# open_clip under TINY_CLIP_NAME by tiny_clip(); its tokenizer is open_clip's bundled one (vocab 49408).
+TINY_CLIP_NAME = "segany-test-tiny-clip"
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+def tiny_clip(folder: Path, seed: int = 0) -> tuple[Path, nn.Module]:
+    """Register ``TINY_CLIP`` with open_clip and save a random one: ``(weights file, model in eval mode)``.
+
+    The weights are a plain ``torch.save``'d state dict, as open_clip's published ``.bin`` files are.
+    """
+    import json
+
+    import open_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / f"{TINY_CLIP_NAME}.json"
+    config_path.write_text(json.dumps(TINY_CLIP))
+    if TINY_CLIP_NAME not in open_clip.list_models():
+        open_clip.add_model_config(config_path)
+    with torch.random.fork_rng():  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None).eval()
+    weights = folder / "tiny_clip.bin"
+    torch.save(model.state_dict(), weights)
+    return weights, model
+
+
+class ColourTextEncoder:
+    """A :class:`segany.text.TextImageEncoder` stand-in that knows colours: ``"red"``, ``"green"`` and
+    ``"blue"`` embed like crops of that colour; other phrases get a fixed random direction.
+
+    A crop's embedding depends only on the mean colour of its non-black pixels (so a crop zeroed
+    outside its mask shows the object's own colour); a shared random ``3 x D`` matrix maps colours.
+    """
+
+    COLOURS: ClassVar[dict[str, tuple[float, float, float]]] = {
+        "red": (255.0, 0.0, 0.0),
+        "green": (0.0, 255.0, 0.0),
+        "blue": (0.0, 0.0, 255.0),
+    }
+
+    def __init__(self, embed_dim: int = 32, image_size: int = 16) -> None:
+        self._embed_dim, self._image_size = embed_dim, image_size
+        self.matrix = torch.randn(3, embed_dim, generator=torch.Generator().manual_seed(0))
+        self.text_calls: list[list[str]] = []
+
+    @property
+    def embed_dim(self) -> int:
+        return self._embed_dim
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size
+
+    def _colour(self, rgb: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize((rgb / 255.0 - 0.5) @ self.matrix, dim=-1)
+
+    def encode_text(self, phrases) -> torch.Tensor:
+        self.text_calls.append(list(phrases))
+        rows = []
+        for phrase in phrases:
+            if phrase in self.COLOURS:
+                rows.append(self._colour(torch.tensor(self.COLOURS[phrase])))
+            else:
+                seed = zlib.crc32(phrase.encode("utf-8"))
+                rows.append(torch.randn(self._embed_dim, generator=torch.Generator().manual_seed(seed)))
+        return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+    def encode_images(self, crops: torch.Tensor) -> torch.Tensor:
+        assert crops.shape[1:] == (3, self._image_size, self._image_size), crops.shape
+        lit = (crops.sum(dim=1, keepdim=True) > 0).float()
+        mean = (crops * lit).sum(dim=(2, 3)) / lit.sum(dim=(2, 3)).clamp(min=1.0)
+        return self._colour(mean)

@@ -3,23 +3,29 @@
 Frames: prompts and outputs of :meth:`SamPredictor.predict` are in the original image frame
 (``(X, Y)`` pixels of the ``H x W`` image given to :meth:`set_image`); :meth:`predict_torch` takes
 prompts already in the model-input frame (see :class:`segany.transforms.ResizeLongestSide`).
+
+Text prompts (paper section 7.5) need a model with a text path and a text-image encoder
+(:func:`segany.text.load_text_encoder`): ``predict(text="a red triangle")`` alone or with other prompts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .errors import ImageNotSetError, PromptError
+from .errors import ImageNotSetError, PromptError, TextEncoderError
 from .images import to_rgb_array
 from .modeling import Sam
 from .prompts import check_boxes, check_mask_input, check_points
 from .runtime import compute_context, resolve_dtype
 from .transforms import ResizeLongestSide
+
+if TYPE_CHECKING:
+    from .text.encoder import TextImageEncoder
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 """``(masks, scores, low_res_logits)``: ``C x H x W`` bool (or float logits), ``C``, ``C x 256 x 256``."""
@@ -36,7 +42,11 @@ class SamPredictor:
     """Computes an image's embedding once, then answers many prompts on it cheaply."""
 
     def __init__(
-        self, sam_model: Sam, dtype: str | torch.dtype | None = None, backend: str = "torch"
+        self,
+        sam_model: Sam,
+        dtype: str | torch.dtype | None = None,
+        backend: str = "torch",
+        text_encoder: TextImageEncoder | None = None,
     ) -> None:
         """
         Args:
@@ -45,6 +55,8 @@ class SamPredictor:
             backend: ``"torch"``, ``"onnxruntime"`` to run the exported encoder and decoder graphs with
                 ONNX Runtime (needs ``segany[onnx]``; exported once into the cache), or
                 ``"onnxruntime-int8"`` for their dynamically quantised versions.
+            text_encoder: embeds the phrases of ``predict(text=...)``; needs a model with a text path
+                as wide as its embeddings. Settable later as ``predictor.text_encoder``.
         """
         if backend not in ("torch", "onnxruntime", "onnxruntime-int8"):
             raise ValueError(
@@ -52,6 +64,7 @@ class SamPredictor:
             )
         self.model = sam_model
         self.backend = backend
+        self.text_encoder = text_encoder
         self._ort = None
         if backend != "torch":
             from .export.ort_backend import OnnxRuntimeRunner  # optional extra, imported only when asked
@@ -163,6 +176,7 @@ class SamPredictor:
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        text: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict masks for prompts on the current image (all coordinates in the original frame).
 
@@ -173,13 +187,15 @@ class SamPredictor:
             mask_input: ``1 x 256 x 256`` low-res logits from a previous prediction (or ``B x 1 x 256 x 256``).
             multimask_output: return 3 candidates for ambiguous prompts instead of 1.
             return_logits: return float logits instead of thresholded masks.
+            text: a phrase naming the object (e.g. ``"a red triangle"``), embedded by
+                ``self.text_encoder``; alone or with the other prompts (shared by all ``B`` of them).
         Returns:
             ``masks`` ``C x H x W``, ``scores`` ``C`` and ``low_res_logits`` ``C x 256 x 256``; with several
             boxes (or batched points / masks), each gains a leading ``B`` axis.
         """
         state = self._single_state("predict()")
         return self._predict_numpy(
-            state, point_coords, point_labels, box, mask_input, multimask_output, return_logits
+            state, point_coords, point_labels, box, mask_input, multimask_output, return_logits, text
         )
 
     def predict_batch(
@@ -190,6 +206,7 @@ class SamPredictor:
         mask_input: Sequence[np.ndarray | None] | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        text: Sequence[str | None] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """:meth:`predict` for every image of :meth:`set_image_batch`; each argument is a list per image."""
         if self._batch is None:
@@ -201,6 +218,7 @@ class SamPredictor:
             ("point_labels", point_labels),
             ("box", box),
             ("mask_input", mask_input),
+            ("text", text),
         ):
             if value is None:
                 per_image[name] = [None] * n
@@ -217,6 +235,7 @@ class SamPredictor:
                 per_image["mask_input"][i],
                 multimask_output,
                 return_logits,
+                per_image["text"][i],
             )
             for i, state in enumerate(self._batch)
         ]
@@ -230,10 +249,12 @@ class SamPredictor:
         mask_input: Any,
         multimask_output: bool,
         return_logits: bool,
+        text: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         points = check_points(point_coords, point_labels)
         boxes = check_boxes(box)
         mask = check_mask_input(mask_input, size=4 * state.features.shape[-1])
+        text_t = self._embed_text(text) if text is not None else None  # 1 x D, shared by the B prompts
 
         # Prompt batch size B: explicit leading axes must agree; a single box/point set/mask broadcasts.
         sizes = {}
@@ -267,9 +288,11 @@ class SamPredictor:
             if mask_t.ndim == 3:
                 mask_t = mask_t[None]
             mask_t = mask_t.expand(batch, -1, -1, -1)
+        if text_t is not None:
+            text_t = text_t.expand(batch, -1)
 
         masks, scores, low_res = self._predict_state(
-            state, coords_t, labels_t, box_t, mask_t, multimask_output, return_logits
+            state, coords_t, labels_t, box_t, mask_t, multimask_output, return_logits, text_t
         )
         masks_np = masks.detach().cpu().numpy()
         scores_np = scores.detach().float().cpu().numpy()
@@ -286,20 +309,32 @@ class SamPredictor:
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        text_embeddings: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batched prediction with prompts already in the model-input frame (apply ``self.transform`` first).
 
         Args:
             point_coords: ``B x N x 2``; point_labels: ``B x N``; boxes: ``B x 4``;
                 mask_input: ``B x 1 x 256 x 256``.
+            text_embeddings: ``B x D`` (or ``1 x D``, shared by the ``B`` prompts) text-image embeddings,
+                e.g. ``self.text_encoder.encode_text(phrases)``; needs a model with a text path.
         Returns:
             masks ``B x C x H x W``, scores ``B x C``, low-res logits ``B x C x 256 x 256`` (torch).
         """
         state = self._single_state("predict_torch()")
         if (point_coords is None) != (point_labels is None):
             raise PromptError("point_coords and point_labels must be given together.")
+        if text_embeddings is not None:
+            text_embeddings = self._check_text_embeddings(text_embeddings, point_coords, boxes, mask_input)
         return self._predict_state(
-            state, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
+            state,
+            point_coords,
+            point_labels,
+            boxes,
+            mask_input,
+            multimask_output,
+            return_logits,
+            text_embeddings,
         )
 
     @torch.no_grad()
@@ -312,6 +347,7 @@ class SamPredictor:
         mask_input: torch.Tensor | None,
         multimask_output: bool,
         return_logits: bool,
+        text: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
         with compute_context(self.device, self.dtype):
@@ -321,9 +357,48 @@ class SamPredictor:
                 boxes=boxes,
                 masks=mask_input,
                 multimask_output=multimask_output,
+                text=text,
             )
         low_res, scores = low_res.float(), scores.float()
         masks = self.model.postprocess_masks(low_res, state.input_size, state.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, scores, low_res
+
+    # --- text --------------------------------------------------------------------------------------
+
+    def _embed_text(self, text: str) -> torch.Tensor:
+        """A phrase -> its ``1 x D`` embedding by ``self.text_encoder``, checked against the model."""
+        if not isinstance(text, str) or not text.strip():
+            raise PromptError(f"text must be a non-empty phrase such as 'a red triangle', got {text!r}.")
+        if self.text_encoder is None:
+            raise TextEncoderError(
+                "A text prompt needs a text encoder; pass text_encoder=segany.text.load_text_encoder(PATH) "
+                "to SamPredictor or set predictor.text_encoder."
+            )
+        from .text.load import check_pair
+
+        check_pair(self.model, self.text_encoder)
+        return self.text_encoder.encode_text([text]).to(self.device, torch.float32)
+
+    def _check_text_embeddings(
+        self,
+        text: torch.Tensor,
+        point_coords: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``B x D`` or ``1 x D`` text embeddings -> ``B x D`` (B of the other prompts, else their own)."""
+        from .text.load import text_width
+
+        width = text_width(self.model)
+        if text.ndim != 2 or text.shape[1] != width:
+            raise PromptError(f"text_embeddings must be B x {width} for this model, got {tuple(text.shape)}.")
+        batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), None)
+        if batch is None or text.shape[0] == batch:
+            return text
+        if text.shape[0] == 1:
+            return text.expand(batch, -1)
+        raise PromptError(
+            f"text_embeddings has {text.shape[0]} rows but the other prompts have B = {batch}; give 1 or {batch}."
+        )
