@@ -1,4 +1,11 @@
-"""``segany auto``: segment everything in images and write the masks as SA-1B, COCO, PNG or YOLO."""
+"""``segany auto``: segment everything in images and write the masks as SA-1B, COCO, PNG or YOLO.
+
+With ``--text PHRASE`` only the ``--top-k`` masks that best match the phrase are written (ranked by a
+text-image encoder, :func:`segany.text.rank_by_text`), best first; their scores go to
+``OUT/text_scores.json`` (the mask formats have no field for them)::
+
+    {"text": PHRASE, "images": {IMAGE_NAME: [text_score of mask 0, of mask 1, ...]}}
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,10 @@ from ..automatic.config import GeneratorConfig
 from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from .common import add_model_args, load_model
 from .config_flags import add_config_flags, config_from_args
+from .text_options import add_text_args, check_text_args, load_text_encoder_from_args
 
 FORMATS = ("sa1b", "coco", "png", "yolo")
+TEXT_SCORES_FILE = "text_scores.json"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +41,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="skip images with more pixels than this"
+    )
+    text = add_text_args(
+        parser, "keep only the masks that best match this phrase (e.g. 'red triangle'), best first"
+    )
+    text.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --text: how many masks to keep (default: 1)",
     )
     add_config_flags(parser, GeneratorConfig, exclude=("output_mode",))
     parser.set_defaults(run=run)
@@ -65,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from ..automatic import SamAutomaticMaskGenerator
     from ..errors import SegAnyError
     from ..formats import get_writer
+    from ..formats.base import atomic_write_json
     from ..images import load_image
 
+    check_text_args(args)
+    top_k = _top_k(args)
     try:
         config = config_from_args(GeneratorConfig, args, output_mode="coco_rle")
     except ValueError as exc:
@@ -87,7 +109,13 @@ def run(args: argparse.Namespace) -> int:
         if args.overwrite or not writer.done_path(out_dir, name).exists()
     ]
     skipped = len(images) - len(todo)
+    text_scores = _open_text_scores(out_dir, args) if args.text is not None else None
     generator = SamAutomaticMaskGenerator.from_config(load_model(args), config) if todo else None
+    text_encoder = None
+    if args.text is not None and generator is not None:
+        from ..text.rerank import rank_by_text
+
+        text_encoder = load_text_encoder_from_args(args, generator.predictor.device)
 
     failed, masks_written = [], 0
     for image_id, path, name in tqdm(todo, desc="images", unit="img", file=sys.stderr, disable=None):
@@ -98,9 +126,15 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"segany: skipped {name}: {exc}", file=sys.stderr)
             continue
         records = generator.generate(image)
+        if text_encoder is not None:
+            records = rank_by_text(image, records, args.text, text_encoder)[:top_k]
         height, width = image.shape[:2]
         if args.overlay:
             _write_overlay(out_dir / "overlays" / (Path(name).with_suffix(".png")), image, records)
+        if text_scores is not None:
+            # Before the masks: the writer's done path, written last, means the image is complete.
+            text_scores["images"][name] = [round(r["text_score"], 6) for r in records]
+            atomic_write_json(out_dir / TEXT_SCORES_FILE, text_scores)
         writer.write(out_dir, name, image_id, height, width, records)
         masks_written += len(records)
     writer.finish(out_dir)
@@ -110,6 +144,41 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if failed else 0
+
+
+def _top_k(args: argparse.Namespace) -> int:
+    """``--top-k``, checked: only with ``--text``, at least 1; default 1."""
+    from ..errors import PromptError
+
+    if args.top_k is None:
+        return 1
+    if args.text is None:
+        raise PromptError("--top-k picks masks by --text PHRASE; add the phrase or drop --top-k.")
+    if args.top_k < 1:
+        raise PromptError(f"--top-k must be at least 1, got {args.top_k}.")
+    return args.top_k
+
+
+def _open_text_scores(out_dir: Path, args: argparse.Namespace) -> dict:
+    """The text scores already in ``out_dir`` (a resumed run), refused when they are for another phrase."""
+    import json
+
+    from ..errors import SegAnyError
+
+    path = out_dir / TEXT_SCORES_FILE
+    if args.overwrite or not path.exists():
+        return {"text": args.text, "images": {}}
+    try:
+        scores = json.loads(path.read_text(encoding="utf-8"))
+        previous = scores["text"]
+        dict(scores["images"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SegAnyError(f"{path} is unreadable; delete it or pass --overwrite to start over.") from exc
+    if previous != args.text:
+        raise SegAnyError(
+            f"{out_dir} holds masks chosen for --text {previous!r}; pass --overwrite or another --out."
+        )
+    return scores
 
 
 def _write_overlay(path: Path, image, records: list[dict]) -> None:

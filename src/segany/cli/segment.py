@@ -1,4 +1,4 @@
-"""``segany segment``: masks for clicks and/or a box on one image, written as PNG, scores as JSON."""
+"""``segany segment``: masks for clicks, a box and/or a phrase on one image, written as PNG, scores as JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .common import add_model_args, load_model
+from .text_options import add_text_args, check_text_args, load_text_encoder_from_args
 
 
 def _point(text: str) -> tuple[float, float, int]:
@@ -38,8 +39,11 @@ def _box(text: str) -> tuple[float, float, float, float]:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "segment",
-        help="segment an object from clicks and/or a box",
-        description="Segment one object of IMAGE from point clicks and/or a box; prints scores as JSON.",
+        help="segment an object from clicks, a box and/or a phrase",
+        description=(
+            "Segment one object of IMAGE from point clicks, a box and/or a phrase (--text, with a checkpoint "
+            "trained for text prompts); prints scores as JSON."
+        ),
     )
     parser.add_argument("image", help="image file (JPEG, PNG, ...)")
     parser.add_argument(
@@ -52,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--box", type=_box, default=None, metavar="X0,Y0,X1,Y1", help="a box in pixels")
     add_model_args(parser)
+    add_text_args(parser, "a phrase naming the object (e.g. 'red triangle'), alone or with --point/--box")
     parser.add_argument("--out", default="mask.png", help="mask PNG to write (default: mask.png)")
     parser.add_argument(
         "--overlay", default=None, help="also write the image with the mask, clicks and box drawn"
@@ -70,10 +75,11 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import PromptError, SegAnyError
     from ..images import load_image
 
+    check_text_args(args)
     image = load_image(args.image)
     height, width = image.shape[:2]
-    if not args.point and args.box is None:
-        raise PromptError("Give at least one --point X,Y or a --box X0,Y0,X1,Y1.")
+    if not args.point and args.box is None and args.text is None:
+        raise PromptError("Give at least one --point X,Y, a --box X0,Y0,X1,Y1 or a --text PHRASE.")
     for x, y, _ in args.point:
         if not (0 <= x < width and 0 <= y < height):
             raise PromptError(f"Point ({x:g}, {y:g}) lies outside the image ({width} x {height} pixels).")
@@ -84,14 +90,24 @@ def run(args: argparse.Namespace) -> int:
 
     from ..predictor import SamPredictor
 
-    predictor = SamPredictor(load_model(args))
+    model = load_model(args)
+    text_encoder = None
+    if args.text is not None:
+        from ..text.load import check_pair
+
+        text_encoder = load_text_encoder_from_args(args, model.device)
+        check_pair(model, text_encoder)  # before the image embedding, the costly part
+    predictor = SamPredictor(model, text_encoder=text_encoder)
     predictor.set_image(image)
     coords = np.array([[x, y] for x, y, _ in args.point], dtype=np.float64) if args.point else None
     labels = np.array([label for _, _, label in args.point], dtype=np.int64) if args.point else None
     box = np.array(args.box, dtype=np.float64) if args.box is not None else None
-    # One click alone is ambiguous: ask for the 3 candidates and keep the best, as the paper does.
-    ambiguous = box is None and len(args.point) == 1
-    masks, scores, _ = predictor.predict(coords, labels, box, multimask_output=args.multimask or ambiguous)
+    # One click (or a phrase, with at most one click) is ambiguous: ask for the 3 candidates and keep
+    # the best, as the paper does.
+    ambiguous = box is None and (len(args.point) == 1 or (args.text is not None and not args.point))
+    masks, scores, _ = predictor.predict(
+        coords, labels, box, multimask_output=args.multimask or ambiguous, text=args.text
+    )
     best = int(np.argmax(scores))
 
     out = Path(args.out)
@@ -113,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "image": str(args.image),
         "size": [width, height],
+        **({"text": args.text} if args.text is not None else {}),
         "best": written.index(best) if best in written else 0,
         "masks": [
             {"path": str(path), "score": round(float(scores[i]), 6), "area": int(masks[i].sum())}
