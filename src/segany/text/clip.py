@@ -178,8 +178,8 @@ def _load_failure(open_clip: Any, path: Path, model_name: str, exc: Exception) -
 
 
 def _pixel_stats(open_clip: Any, model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """RGB mean and std on the [0, 1] scale: those all of open_clip's published weights for this
-    architecture agree on (a file carries none), else OpenAI's, which every CLIP ViT uses."""
+    """RGB mean and std on the [0, 1] scale. A weights file carries none, so: the statistics all of
+    open_clip's published weights for this architecture agree on, else OpenAI's (open_clip's default)."""
     stats = set()
     for tag in open_clip.list_pretrained_tags_by_model(model_name):
         cfg = open_clip.get_pretrained_cfg(model_name, tag)
