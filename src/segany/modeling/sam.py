@@ -154,7 +154,8 @@ class Sam(nn.Module):
         masks = masks[..., : input_size[0], : input_size[1]]
         if tuple(input_size) == tuple(original_size):
             return masks
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+        # Contiguous first: on a strided view interpolate copies its input and output (2x slower on CPU).
+        return F.interpolate(masks.contiguous(), tuple(original_size), mode="bilinear", align_corners=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a ``3 x h' x w'`` (or ``B x 3 x h' x w'``) image and pad it to ``img_size`` square."""
