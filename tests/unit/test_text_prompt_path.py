@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import TINY
 
 from segany.build import build_sam, sam_from_config
 from segany.checkpoints import save_checkpoint
 from segany.text import CropConfig, mask_crop, random_crop
+from support import TINY
 
 
 def test_official_models_keep_their_parameter_set() -> None:
