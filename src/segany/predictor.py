@@ -146,6 +146,16 @@ class SamPredictor:
         self.input_size: tuple[int, int] | None = None
         self.orig_h = self.orig_w = self.input_h = self.input_w = None
         self._batch: list[_ImageState] | None = None
+        # Per image embedding (by identity; the entry holds it): the decoder's image-only work.
+        self._image_caches: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+
+    def _image_cache(self, features: torch.Tensor) -> dict[str, Any]:
+        entry = self._image_caches.get(id(features))
+        if entry is None:
+            if len(self._image_caches) >= 8:
+                self._image_caches.clear()
+            entry = self._image_caches[id(features)] = (features, {})
+        return entry[1]
 
     def _single_state(self, what: str) -> _ImageState:
         if self._batch is not None:
@@ -358,6 +368,7 @@ class SamPredictor:
                 masks=mask_input,
                 multimask_output=multimask_output,
                 text=text,
+                image_cache=self._image_cache(state.features),
             )
         low_res, scores = low_res.float(), scores.float()
         masks = self.model.postprocess_masks(low_res, state.input_size, state.original_size)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from .batched_decoding import prepare_shared_image, two_way_shared_image, upscale_masks
+from .batched_decoding import SharedImage, prepare_shared_image, two_way_shared_image, upscale_masks
 from .common import MLP, LayerNorm2d
 from .transformer import TwoWayTransformer
 
@@ -65,6 +66,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
         min_iou: float | None = None,
+        image_cache: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
@@ -76,6 +78,9 @@ class MaskDecoder(nn.Module):
             min_iou: when given, the batched fast path skips upscaling for prompts none of whose returned
                 candidates has a predicted IoU above it; their mask logits are NaN (the automatic
                 generator discards them anyway). Other masks are unchanged.
+            image_cache: a dict the caller keeps for one image embedding and one dense prompt (a
+                predictor's image with no mask input): the batched fast path keeps there what the first
+                layer computes from the image alone, so later calls on the same image skip it.
         Returns:
             mask logits ``B x M x 4h x 4w`` and predicted IoUs ``B x M`` (``M`` = 3 or 1).
         """
@@ -86,6 +91,7 @@ class MaskDecoder(nn.Module):
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
             keep=None if min_iou is None else (lambda iou: (iou[:, selected] > min_iou).any(dim=1)),
+            image_cache=image_cache,
         )
         return masks[:, selected], iou_pred[:, selected]
 
@@ -96,6 +102,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         keep: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        image_cache: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` masks and IoUs, before the multimask selection.
 
@@ -115,7 +122,7 @@ class MaskDecoder(nn.Module):
         dense_shared = dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0
         if self.batched_fast_path and image_embeddings.shape[0] == 1 and dense_shared:
             return self._predict_shared_image(
-                image_embeddings + dense_prompt_embeddings[:1], image_pe, tokens, keep
+                image_embeddings, dense_prompt_embeddings[:1], image_pe, tokens, keep, image_cache
             )
 
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
@@ -130,22 +137,57 @@ class MaskDecoder(nn.Module):
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
         return masks, self.iou_prediction_head(hs[:, 0, :])
 
+    def _shared_image(
+        self,
+        image_embeddings: torch.Tensor,
+        dense: torch.Tensor,
+        image_pe: torch.Tensor,
+        image_cache: dict[str, Any] | None,
+    ) -> SharedImage:
+        """The first layer's image-only projections, from ``image_cache`` when it holds them for the
+        same embedding tensor, weights and precision (and no gradient is being recorded)."""
+        if image_cache is None or torch.is_grad_enabled():
+            return prepare_shared_image(self.transformer, image_embeddings + dense, image_pe)
+        first = self.transformer.layers[0]
+        # Tensors are told apart by their memory and version counter; the entry holds references to
+        # them, so their memory cannot be freed and reused by other tensors while it is cached.
+        inputs = (
+            image_embeddings,
+            dense,
+            image_pe,
+            *first.cross_attn_token_to_image.parameters(),
+            *first.cross_attn_image_to_token.parameters(),
+        )
+        key = (
+            torch.is_autocast_enabled(image_embeddings.device.type),
+            tuple((t.data_ptr(), t._version, t.dtype, tuple(t.shape), t.stride()) for t in inputs),
+        )
+        cached = image_cache.get("shared_image")
+        if cached is not None and cached[0] == key:
+            return cached[2]
+        image = prepare_shared_image(self.transformer, image_embeddings + dense, image_pe)
+        image_cache["shared_image"] = (key, inputs, image)
+        return image
+
     def _predict_shared_image(
         self,
-        src: torch.Tensor,
+        image_embeddings: torch.Tensor,
+        dense: torch.Tensor,
         image_pe: torch.Tensor,
         tokens: torch.Tensor,
         keep: Callable[[torch.Tensor], torch.Tensor] | None,
+        image_cache: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The batched fast path, a few prompts at a time: their per-prompt image tensors (4 MiB each
         for the official size) then stay in the CPU's cache between operations."""
         batch = tokens.shape[0]
-        h, w = src.shape[-2:]
+        h, w = image_embeddings.shape[-2:]
+        image = self._shared_image(image_embeddings, dense, image_pe, image_cache)  # once for all chunks
+        dtype = image.keys.dtype
         masks = torch.full(
-            (batch, self.num_mask_tokens, 4 * h, 4 * w), float("nan"), device=src.device, dtype=src.dtype
+            (batch, self.num_mask_tokens, 4 * h, 4 * w), float("nan"), device=tokens.device, dtype=dtype
         )
         ious = []
-        image = prepare_shared_image(self.transformer, src, image_pe)  # once for all chunks
         for start in range(0, batch, _PROMPTS_PER_CHUNK):
             hs, keys = two_way_shared_image(
                 self.transformer, image, tokens[start : start + _PROMPTS_PER_CHUNK]

@@ -14,6 +14,7 @@ their exact parameter set.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,7 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe_cache: tuple[Any, torch.Tensor, torch.Tensor] | None = None
         self.text_embed_dim = text_embed_dim
         self.text_projection: nn.Module | None = None
         if text_embed_dim > 0:
@@ -63,8 +65,19 @@ class PromptEncoder(nn.Module):
             )
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image-embedding grid: ``1 x embed_dim x h x w``."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the image-embedding grid: ``1 x embed_dim x h x w``.
+
+        Without autograd the result is kept and returned again (the same tensor) until the encoding's
+        matrix changes, so that per-image caches downstream recognise it.
+        """
+        matrix = self.pe_layer.positional_encoding_gaussian_matrix
+        if torch.is_grad_enabled():
+            return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype)
+        cached = self._dense_pe_cache
+        if cached is None or cached[0] != key:
+            cached = self._dense_pe_cache = (key, matrix, self.pe_layer(self.image_embedding_size).unsqueeze(0))
+        return cached[2]
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``B x N x 2`` points and ``B x N`` labels -> ``B x N(+1) x embed_dim`` tokens."""

@@ -114,13 +114,16 @@ class Sam(nn.Module):
         multimask_output: bool = True,
         min_iou: float | None = None,
         text: torch.Tensor | None = None,
+        image_cache: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt-encode and decode: low-res mask logits ``B x M x 4h x 4w`` and IoU predictions ``B x M``.
 
         ``image_embeddings`` is ``1 x C x h x w`` (shared by the ``B`` prompts) or ``B x C x h x w``;
         prompts are in the input frame (see :class:`PromptEncoder`). ``min_iou``: see
         :meth:`MaskDecoder.forward` (masks that cannot pass an IoU filter may be left uncomputed, NaN).
-        ``text``: ``B x D`` text or crop embeddings, for a model with a text path.
+        ``text``: ``B x D`` text or crop embeddings, for a model with a text path. ``image_cache``: a
+        dict kept by the caller for one image embedding (a predictor's current image), where the decoder
+        keeps image-only work between calls; used only for prompts without a mask input.
         """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks, text=text)
         return self.mask_decoder(
@@ -130,6 +133,7 @@ class Sam(nn.Module):
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
             min_iou=min_iou,
+            image_cache=image_cache if masks is None else None,
         )
 
     def postprocess_masks(
@@ -148,17 +152,26 @@ class Sam(nn.Module):
         factor = self.img_size // low_h
         rows = min(low_h, math.ceil(input_size[0] / factor) + 1)
         cols = min(low_w, math.ceil(input_size[1] / factor) + 1)
-        masks = F.interpolate(
-            masks[..., :rows, :cols], (rows * factor, cols * factor), mode="bilinear", align_corners=False
-        )
+        masks = _resize(masks[..., :rows, :cols], (rows * factor, cols * factor))
         masks = masks[..., : input_size[0], : input_size[1]]
         if tuple(input_size) == tuple(original_size):
             return masks
-        # Contiguous first: on a strided view interpolate copies its input and output (2x slower on CPU).
-        return F.interpolate(masks.contiguous(), tuple(original_size), mode="bilinear", align_corners=False)
+        return _resize(masks, tuple(original_size))
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a ``3 x h' x w'`` (or ``B x 3 x h' x w'``) image and pad it to ``img_size`` square."""
         x = (x - self.pixel_mean) / self.pixel_std
         h, w = x.shape[-2:]
         return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
+
+
+def _resize(masks: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Bilinear (``align_corners=False``) resize of ``B x M x h x w`` planes, each as its own image.
+
+    On the CPU, ``F.interpolate`` with several channels copies its input and output around a
+    channels-last kernel; one channel per image runs in place, 2.5x faster. The values agree to float
+    rounding (<= 1e-6 here).
+    """
+    b, m, h, w = masks.shape
+    planes = masks.contiguous().view(b * m, 1, h, w)
+    return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(b, m, *size)
