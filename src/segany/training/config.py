@@ -10,6 +10,9 @@
     weight = 3
     [[data]]
     spec = "coco/train2017"
+    [text]                           # optional: crop embeddings as prompts (paper appendix D.5)
+    encoder = "text_encoder.safetensors"
+    probability = 0.5
 
 Paths in the file are relative to the file. Defaults follow the paper where it gives a value.
 """
@@ -29,6 +32,7 @@ from typing import Any
 from ..config import SamConfig
 from ..errors import SegAnyError
 from .interactive import SimulationConfig
+from .text_config import TextPromptConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +68,9 @@ class TrainConfig:
     model: str | None = None  # a variant; None: from the checkpoint (its own architecture)
     model_config: SamConfig | None = None  # an explicit architecture instead of a variant
     checkpoint: str | None = None
+    # Parts of the model absent from ``checkpoint`` that start from their fresh initialisation (name
+    # prefixes, e.g. "prompt_encoder.text_projection" to add a text path to a model trained without).
+    new_parts: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
     # Schedule (in optimiser steps).
     steps: int = 90_000
@@ -83,6 +90,7 @@ class TrainConfig:
     masks_per_image: int = 64
     max_mask_area: float = 0.9
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    text: TextPromptConfig | None = None  # the [text] section: crop embeddings as first prompts
     # Run.
     precision: str = "auto"  # float32, bfloat16, or auto (bfloat16 where it is fast)
     device: str | None = None
@@ -99,11 +107,17 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.model is None and self.model_config is None and self.checkpoint is None:
-            raise TrainConfigError("Say what to train: model (a variant name), [model_config] or a checkpoint.")
+            raise TrainConfigError(
+                "Say what to train: model (a variant name), [model_config] or a checkpoint."
+            )
         if self.precision not in ("auto", "float32", "bfloat16"):
             raise TrainConfigError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}.")
         if not 0 < self.max_mask_area <= 1:
             raise TrainConfigError(f"max_mask_area is a fraction in (0, 1], got {self.max_mask_area}.")
+        if self.new_parts and self.checkpoint is None:
+            raise TrainConfigError(
+                "new_parts names parts missing from a checkpoint: give the checkpoint too."
+            )
 
     def milestone_steps(self) -> list[int]:
         return [round(fraction * self.steps) for fraction in self.milestones]
@@ -179,7 +193,12 @@ def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Tra
             raw["model_config"] = SamConfig.from_dict(raw["model_config"])
         if isinstance(raw.get("simulation"), dict):
             raw["simulation"] = SimulationConfig(**raw["simulation"])
-        for key in ("freeze", "milestones", "betas"):
+        if isinstance(raw.get("text"), dict):
+            text = dict(raw["text"])
+            if isinstance(text.get("encoder"), str) and base is not None:
+                text["encoder"] = os.path.normpath(base / Path(text["encoder"]).expanduser())
+            raw["text"] = TextPromptConfig(**text)
+        for key in ("freeze", "new_parts", "milestones", "betas"):
             if key in raw:
                 raw[key] = (raw[key],) if isinstance(raw[key], (str, int, float)) else tuple(raw[key])
         for key in ("out_dir", "checkpoint"):

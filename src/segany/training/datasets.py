@@ -37,7 +37,7 @@ MIXTURE_STREAM = 1
 
 _SPEC_HELP = (
     "give a COCO instances JSON, a COCO image folder (with ../annotations/instances_<folder>.json), "
-    "an SA-1B folder or synthetic:seed=0,count=100,size=256"
+    "an SA-1B folder, synthetic:seed=0,count=100,size=256 or text_scenes:seed=0,count=100,size=256"
 )
 
 
@@ -299,7 +299,9 @@ def open_dataset(spec: str) -> SceneDataset:
         * a COCO image folder ``<root>/<split>`` with ``<root>/annotations/instances_<split>.json``;
         * an SA-1B folder: ``<stem>.json`` files (``{"image": ..., "annotations": [...]}``) with their images;
         * ``synthetic:seed=1,count=50,size=256`` (``height=``/``width=`` instead of ``size=``; each optional,
-          defaults seed 0, count 1000, size 256).
+          defaults seed 0, count 1000, size 256);
+        * ``text_scenes:seed=1,count=50,size=256``: the same options, labelled scenes of named shapes
+          (:class:`segany.text.scenes.TextScenes`, for the text-prompt demonstration).
 
     Raises:
         DatasetError: the spec names nothing usable, or a file it names is missing or unreadable.
@@ -307,6 +309,8 @@ def open_dataset(spec: str) -> SceneDataset:
     text = spec.strip()
     if text == "synthetic" or text.startswith("synthetic:"):
         return _open_synthetic(text.partition(":")[2])
+    if text == "text_scenes" or text.startswith("text_scenes:"):
+        return _open_text_scenes(text.partition(":")[2])
     path = Path(text).expanduser()
     if not path.exists():
         raise DatasetError(f"Dataset {spec!r} not found; {_SPEC_HELP}.")
@@ -430,24 +434,45 @@ _SYNTHETIC_KEYS = ("seed", "count", "size", "height", "width")
 
 def _open_synthetic(options: str) -> SyntheticDataset:
     """A SyntheticDataset from ``seed=1,count=50,size=256`` (every key optional)."""
+    values = _synthetic_options(options, "synthetic")
+    return SyntheticDataset(
+        seed=values["seed"], height=values["height"], width=values["width"], length=values["count"]
+    )
+
+
+def _open_text_scenes(options: str) -> SceneDataset:
+    """Labelled scenes (``segany.text.scenes``) from the options a synthetic spec takes."""
+    from segany.text.scenes import TextScenes  # the text package builds on this module
+
+    values = _synthetic_options(options, "text_scenes")
+    return TextScenes(
+        seed=values["seed"], height=values["height"], width=values["width"], length=values["count"]
+    )
+
+
+def _synthetic_options(options: str, kind: str) -> dict[str, int]:
+    """``seed``, ``count``, ``height`` and ``width`` from ``seed=1,count=50,size=256`` (each optional;
+    defaults 0, 1000, 256, 256); ``kind`` names the spec in errors."""
     values: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in options.split(","))):
         key, sep, value = (s.strip() for s in item.partition("="))
         if not sep or key not in _SYNTHETIC_KEYS or key in values:
             raise DatasetError(
-                f"Bad synthetic dataset option {item!r}; give each of {', '.join(_SYNTHETIC_KEYS)} at most "
-                "once as key=integer, e.g. synthetic:seed=1,count=50,size=256."
+                f"Bad {kind} dataset option {item!r}; give each of {', '.join(_SYNTHETIC_KEYS)} at most "
+                f"once as key=integer, e.g. {kind}:seed=1,count=50,size=256."
             )
         try:
             values[key] = int(value)
         except ValueError:
-            raise DatasetError(f"Synthetic dataset option {key} must be an integer, got {value!r}.") from None
+            raise DatasetError(
+                f"Option {key} of a {kind} dataset must be an integer, got {value!r}."
+            ) from None
     if "size" in values and ("height" in values or "width" in values):
-        raise DatasetError("Give a synthetic dataset either size= or height=/width=, not both.")
+        raise DatasetError(f"Give a {kind} dataset either size= or height=/width=, not both.")
     size = values.get("size", 256)
-    return SyntheticDataset(
-        seed=values.get("seed", 0),
-        height=values.get("height", size),
-        width=values.get("width", size),
-        length=values.get("count", 1000),
-    )
+    return {
+        "seed": values.get("seed", 0),
+        "count": values.get("count", 1000),
+        "height": values.get("height", size),
+        "width": values.get("width", size),
+    }

@@ -6,6 +6,12 @@ prediction's low-res logits come back as the mask prompt (the candidate with the
 when there are three). Two rounds add no click and only refine the mask prompt. A single point is
 ambiguous, so it gets three candidates (only the best is trained); every other prompt gets one.
 
+Text prompts (paper section 7.5, appendix D.5): when the batch carries embeddings of the masks' crops
+and ``text_probability > 0``, each mask starts from its crop embedding alone with that probability
+(the others from a point or a box as above); the embedding stays in the prompt through the correction
+rounds, with the added clicks. A text prompt gets one output, like a box. Without embeddings the
+simulation draws exactly the same numbers as before text prompts existed.
+
 The whole simulation is one ``forward`` so that ``DistributedDataParallel`` can wrap it.
 """
 
@@ -36,9 +42,12 @@ class SimulationConfig:
 class _Group:
     """The prompts of masks that started the same way (from a point, or from a box), across rounds."""
 
-    def __init__(self, index: torch.Tensor, boxes: torch.Tensor | None) -> None:
+    def __init__(
+        self, index: torch.Tensor, boxes: torch.Tensor | None, text: torch.Tensor | None = None
+    ) -> None:
         self.index = index  # which masks of the batch
         self.boxes = boxes
+        self.text = text  # G x D crop embeddings, kept in every round
         self.coords: torch.Tensor | None = None  # G x k x 2
         self.labels: torch.Tensor | None = None  # G x k
         self.mask_input: torch.Tensor | None = None  # G x 1 x L x L logits of the previous round
@@ -54,16 +63,22 @@ class _Group:
 
     @property
     def single_point(self) -> bool:
-        return self.boxes is None and self.coords is not None and self.coords.shape[1] == 1
+        return (
+            self.boxes is None and self.text is None and self.coords is not None and self.coords.shape[1] == 1
+        )
 
 
 class InteractiveLoss(nn.Module):
     """``forward(batch, generator) -> (loss, parts)``: the mean loss over all masks and rounds."""
 
-    def __init__(self, model: Sam, config: SimulationConfig | None = None) -> None:
+    def __init__(
+        self, model: Sam, config: SimulationConfig | None = None, text_probability: float = 0.0
+    ) -> None:
+        """``text_probability``: the chance a mask starts from its crop embedding, when the batch has them."""
         super().__init__()
         self.model = model
         self.config = config or SimulationConfig()
+        self.text_probability = text_probability
 
     def forward(
         self, batch: TrainBatch, generator: torch.Generator
@@ -79,9 +94,14 @@ class InteractiveLoss(nn.Module):
 
         count = batch.num_masks
         from_box = torch.rand(count, generator=generator, device=device) < config.box_probability
+        from_text = torch.zeros_like(from_box)
+        if batch.text is not None and self.text_probability > 0:
+            from_text = torch.rand(count, generator=generator, device=device) < self.text_probability
+            from_box = from_box & ~from_text
         groups = []
         box_index = torch.nonzero(from_box)[:, 0]
-        point_index = torch.nonzero(~from_box)[:, 0]
+        point_index = torch.nonzero(~from_box & ~from_text)[:, 0]
+        text_index = torch.nonzero(from_text)[:, 0]
         if len(box_index):
             height_width = (float(img_size), float(img_size))
             boxes = noisy_boxes(
@@ -98,6 +118,9 @@ class InteractiveLoss(nn.Module):
             first = sample_points(batch.targets[point_index], scale, generator)
             group.add_points(first, torch.ones(len(point_index), dtype=torch.int64, device=device))
             groups.append(group)
+        if len(text_index):
+            assert batch.text is not None
+            groups.append(_Group(text_index, None, text=batch.text[text_index]))
 
         schedule = new_point_schedule(config.iterations, generator, config.no_point_iterations)
         total = embeddings.new_zeros(())
@@ -119,6 +142,7 @@ class InteractiveLoss(nn.Module):
                     boxes=group.boxes,
                     masks=group.mask_input,
                     multimask_output=group.single_point,
+                    text=group.text,
                 )
                 loss, parts = sam_loss(logits.float(), iou.float(), targets)
                 weight = len(group.index) / count

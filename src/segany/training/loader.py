@@ -35,7 +35,9 @@ class StepBatches:
         img_size: int,
         low_res: int,
         mask_filter: MaskFilter,
+        crop_size: int | None = None,
     ) -> None:
+        """``crop_size``: also crop each mask for a text-image encoder (see :func:`prepare_sample`)."""
         if len(dataset) == 0:
             raise ValueError("The training data is empty.")
         self.dataset = dataset
@@ -46,6 +48,7 @@ class StepBatches:
         self.img_size = img_size
         self.low_res = low_res
         self.mask_filter = mask_filter
+        self.crop_size = crop_size
         self._epoch: tuple[int, np.ndarray] | None = None
 
     def get(self, step: int, micro: int) -> TrainBatch:
@@ -66,7 +69,9 @@ class StepBatches:
         index = self._index(counter)
         for attempt in range(_REDRAWS):
             rng = np.random.default_rng([self.seed, counter, attempt])
-            sample = prepare_sample(self.dataset[index], self.img_size, self.low_res, self.mask_filter, rng)
+            sample = prepare_sample(
+                self.dataset[index], self.img_size, self.low_res, self.mask_filter, rng, self.crop_size
+            )
             if len(sample.targets):
                 return sample
             index = int(rng.integers(len(self.dataset)))

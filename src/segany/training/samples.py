@@ -2,11 +2,13 @@
 
 Frames: the image is resized so its longest side is the model's ``img_size`` (the input frame, as at
 inference); boxes are XYXY pixels in that frame; targets live on the decoder's low-resolution grid
-(``low_res x low_res`` over the padded ``img_size`` square), where the loss is computed.
+(``low_res x low_res`` over the padded ``img_size`` square), where the loss is computed. Crops for a
+text-image encoder (text prompts, appendix D.5) are taken from the original image, before resizing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..text.crops import random_crop
 from ..transforms import ResizeLongestSide, get_preprocess_shape
 from .synthetic import Scene
 
@@ -48,11 +51,13 @@ class TrainSample:
         image: ``3 x h' x w'`` float32 RGB, 0-255, longest side ``img_size`` (not normalised or padded).
         targets: ``N x L x L`` bool instance masks on the low-res grid over the padded square.
         boxes: ``N x 4`` float32 tight XYXY boxes in the input frame.
+        crops: ``N x 3 x S x S`` uint8 RGB crops of the masks for a text-image encoder, or None.
     """
 
     image: torch.Tensor
     targets: torch.Tensor
     boxes: torch.Tensor
+    crops: torch.Tensor | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -60,12 +65,19 @@ class TrainSample:
 
 
 def prepare_sample(
-    scene: Scene, img_size: int, low_res: int, mask_filter: MaskFilter, rng: np.random.Generator
+    scene: Scene,
+    img_size: int,
+    low_res: int,
+    mask_filter: MaskFilter,
+    rng: np.random.Generator,
+    crop_size: int | None = None,
 ) -> TrainSample:
     """Resize ``scene`` to the input frame and its kept masks to low-res targets.
 
     A mask is downsampled by area (a cell is foreground when at least half of it is); masks that
-    vanish on the low-res grid are dropped, so ``N`` may be smaller than the filter allows.
+    vanish on the low-res grid are dropped, so ``N`` may be smaller than the filter allows. With
+    ``crop_size``, each kept mask also gets a :func:`~segany.text.crops.random_crop` of the original
+    image (drawn from ``rng`` after the masks are chosen, so the choice does not depend on it).
     """
     height, width = scene.image.shape[:2]
     new_h, new_w = get_preprocess_shape(height, width, img_size)
@@ -82,10 +94,16 @@ def prepare_sample(
         ys, xs = np.nonzero(mask)
         boxes[i] = np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32) * scale
     kept = targets.reshape(len(masks), -1).any(axis=1) if len(masks) else np.zeros(0, dtype=bool)
+    crops = None
+    if crop_size is not None:
+        pixels = [random_crop(scene.image, mask, crop_size, rng) for mask in masks[kept]]
+        stacked = np.stack(pixels) if pixels else np.zeros((0, crop_size, crop_size, 3), np.uint8)
+        crops = torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
     return TrainSample(
         image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float(),
         targets=torch.from_numpy(targets[kept]),
         boxes=torch.from_numpy(boxes[kept]),
+        crops=crops,
     )
 
 
@@ -105,6 +123,9 @@ class TrainBatch:
         targets: ``P x L x L`` bool.
         boxes: ``P x 4`` float32 XYXY, input frame.
         valid: ``P x L x L`` bool, the low-res cells inside each mask's image (not padding).
+        crops: ``P x 3 x S x S`` uint8 RGB crops of the masks (text training), or None.
+        text: ``P x D`` float32 embeddings of the crops by a text-image encoder, or None; with them the
+            simulation may start a mask from its embedding (see ``InteractiveLoss``).
     """
 
     images: list[torch.Tensor]
@@ -112,6 +133,8 @@ class TrainBatch:
     targets: torch.Tensor
     boxes: torch.Tensor
     valid: torch.Tensor
+    crops: torch.Tensor | None = None
+    text: torch.Tensor | None = None
 
     @property
     def num_masks(self) -> int:
@@ -124,7 +147,13 @@ class TrainBatch:
             targets=self.targets.to(device),
             boxes=self.boxes.to(device),
             valid=self.valid.to(device),
+            crops=None if self.crops is None else self.crops.to(device),
+            text=None if self.text is None else self.text.to(device),
         )
+
+    def with_text(self, text: torch.Tensor) -> TrainBatch:
+        """This batch with ``P x D`` crop embeddings."""
+        return dataclasses.replace(self, text=text)
 
 
 def collate(samples: Sequence[TrainSample], img_size: int, low_res: int) -> TrainBatch:
@@ -137,10 +166,12 @@ def collate(samples: Sequence[TrainSample], img_size: int, low_res: int) -> Trai
         area = torch.zeros(low_res, low_res, dtype=torch.bool)
         area[:rows, :cols] = True
         valid.append(area.expand(count, low_res, low_res))
+    crops = [sample.crops for sample in samples]
     return TrainBatch(
         images=[sample.image for sample in samples],
         owner=torch.cat(owner),
         targets=torch.cat([sample.targets for sample in samples]),
         boxes=torch.cat([sample.boxes for sample in samples]),
         valid=torch.cat(valid),
+        crops=None if any(crop is None for crop in crops) else torch.cat(crops),  # type: ignore[arg-type]
     )

@@ -15,22 +15,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..build import build_sam, sam_from_config
-from ..checkpoints import save_checkpoint
+from ..checkpoints import load_weights, read_checkpoint, save_checkpoint
+from ..config import SamConfig
+from ..errors import TextEncoderError
 from ..modeling import Sam
 from ..runtime import bf16_is_fast, compute_context, resolve_dtype
 from . import distributed
-from .config import TrainConfig
+from .config import TrainConfig, TrainConfigError
 from .interactive import InteractiveLoss
 from .loader import StepBatches
 from .optim import build_optimizer, build_scheduler, freeze, reschedule, set_drop_path
 from .samples import MaskFilter
 from .state import load_training_state, save_training_state
 from .synthetic import Scene
+
+if TYPE_CHECKING:
+    from ..text.encoder import TextImageEncoder
 
 LAST_STATE = "last.pt"
 FINAL_WEIGHTS = "model.safetensors"
@@ -49,14 +55,56 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig) -> Sam:
-    """The model to train: a variant or an explicit config, from scratch or from ``config.checkpoint``."""
+    """The model to train: a variant or an explicit config, from scratch or from ``config.checkpoint``
+    (with ``config.new_parts`` left at their initialisation)."""
     architecture = config.model_config or config.model
+    if config.checkpoint is not None and config.new_parts:
+        return _with_new_parts(architecture, config.checkpoint, config.new_parts)
     if config.checkpoint is not None:
         return build_sam(architecture, checkpoint=config.checkpoint, device="cpu")
     if isinstance(architecture, str):
         return build_sam(architecture, device="cpu")
     assert architecture is not None
     return sam_from_config(architecture)
+
+
+def _with_new_parts(architecture: str | SamConfig | None, checkpoint: str, prefixes: Sequence[str]) -> Sam:
+    """``architecture`` with the weights of ``checkpoint``; the parameters under ``prefixes`` that the
+    checkpoint lacks keep their initialisation. Any other mismatch is refused as by ``build_sam``."""
+    if architecture is None:
+        raise TrainConfigError("new_parts needs the new architecture: give model or [model_config].")
+    model = build_sam(architecture, device="cpu")
+    state_dict, _ = read_checkpoint(checkpoint)
+    fresh = {
+        key: value
+        for key, value in model.state_dict().items()
+        if key not in state_dict and any(key == p or key.startswith(p + ".") for p in prefixes)
+    }
+    load_weights(model, {**state_dict, **fresh}, str(checkpoint))
+    return model
+
+
+def open_text_encoder(config: TrainConfig, model: Sam, device: torch.device) -> TextImageEncoder | None:
+    """The frozen text-image encoder of ``config.text`` on ``device`` (None without a [text] section);
+    refused when its width is not the model's ``text_embed_dim``."""
+    if config.text is None:
+        return None
+    from ..text.load import load_text_encoder
+
+    width = model.prompt_encoder.text_embed_dim
+    if width == 0:
+        raise TextEncoderError(
+            "Training with [text] needs a model with a text path: set text_embed_dim in [model_config]."
+        )
+    encoder = load_text_encoder(config.text.encoder, device=device)
+    if encoder.embed_dim != width:
+        raise TextEncoderError(
+            f"The text encoder {config.text.encoder} gives {encoder.embed_dim}-wide embeddings but the model "
+            f"takes {width}; set text_embed_dim = {encoder.embed_dim} in [model_config]."
+        )
+    if isinstance(encoder, torch.nn.Module):  # segany's small encoder; CLIP's wrapper is frozen already
+        encoder.eval().requires_grad_(False)
+    return encoder
 
 
 def open_training_data(config: TrainConfig) -> Sequence[Scene]:
@@ -101,7 +149,9 @@ class Trainer:
         self.model = (model if model is not None else build_model(config)).to(self.device).train()
         freeze(self.model, config.freeze)
         set_drop_path(self.model, config.drop_path)
-        self.loss = InteractiveLoss(self.model, config.simulation)
+        self.text_encoder = open_text_encoder(config, self.model, self.device)
+        text_probability = config.text.probability if config.text is not None else 0.0
+        self.loss = InteractiveLoss(self.model, config.simulation, text_probability)
         self.step_module: torch.nn.Module = self.loss
         if self.info.distributed:
             # Some parameters get no gradient in a given step (e.g. the multimask tokens when every
@@ -128,6 +178,7 @@ class Trainer:
             img_size=self.model.img_size,
             low_res=low_res,
             mask_filter=MaskFilter(config.masks_per_image, config.max_mask_area),
+            crop_size=self.text_encoder.image_size if self.text_encoder is not None else None,
         )
         self.out_dir = Path(config.out_dir)
         self.hooks: list[Hook] = [log_hook, *hooks]
@@ -187,6 +238,9 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         for micro in range(config.grad_accum):
             batch = self.batches.get(step, micro).to(self.device)
+            if self.text_encoder is not None and batch.crops is not None:
+                with torch.no_grad():  # the encoder is frozen: its embeddings are inputs, as in D.5
+                    batch = batch.with_text(self.text_encoder.encode_images(batch.crops.float()))
             sync = contextlib.nullcontext()
             if isinstance(self.step_module, DistributedDataParallel) and micro < config.grad_accum - 1:
                 sync = self.step_module.no_sync()  # average gradients once, after the last micro-batch
