@@ -52,9 +52,10 @@ class SamPredictor:
         Args:
             dtype: compute precision, ``float32`` (exact) or ``bfloat16``; default the model's
                 ``compute_dtype`` (see :func:`segany.build_sam`). Outputs are float32 either way.
-            backend: ``"torch"``, ``"onnxruntime"`` to run the exported encoder and decoder graphs with
-                ONNX Runtime (needs ``segany[onnx]``; exported once into the cache), or
-                ``"onnxruntime-int8"`` for their dynamically quantised versions.
+            backend: ``"torch"``, ``"onnxruntime"`` to run the exported encoder and (low-res)
+                decoder graphs with ONNX Runtime (needs ``segany[onnx]``; exported once into the cache;
+                text prompts are decoded in PyTorch), or ``"onnxruntime-int8"`` for their dynamically
+                quantised versions.
             text_encoder: embeds the phrases of ``predict(text=...)``; needs a model with a text path
                 as wide as its embeddings. Settable later as ``predictor.text_encoder``.
         """
@@ -360,8 +361,29 @@ class SamPredictor:
         text: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
+        if self._ort is not None and text is None:
+            # The exported decoder graph (text prompts, which it has no input for, stay in PyTorch).
+            low_res, scores = self._ort.decode(state.features, points, boxes, mask_input, multimask_output)
+            low_res, scores = low_res.to(self.device), scores.to(self.device)
+        else:
+            low_res, scores = self._decode_torch(state, points, boxes, mask_input, multimask_output, text)
+        low_res, scores = low_res.float(), scores.float()
+        masks = self.model.postprocess_masks(low_res, state.input_size, state.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, scores, low_res
+
+    def _decode_torch(
+        self,
+        state: _ImageState,
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+        text: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with compute_context(self.device, self.dtype):
-            low_res, scores = self.model.decode(
+            return self.model.decode(
                 state.features,
                 points=points,
                 boxes=boxes,
@@ -370,11 +392,6 @@ class SamPredictor:
                 text=text,
                 image_cache=self._image_cache(state.features),
             )
-        low_res, scores = low_res.float(), scores.float()
-        masks = self.model.postprocess_masks(low_res, state.input_size, state.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, scores, low_res
 
     # --- text --------------------------------------------------------------------------------------
 
