@@ -5,6 +5,7 @@ the max abs difference of scores, low-res logits and mask logits and the fractio
 differ; then encoder time (set_image) and per-click time (predict) of both and the ratios.
 
     python benchmarks/predictor_vs_official.py --model vit_b --repeats 2 --clicks 20
+    python benchmarks/predictor_vs_official.py --model vit_b --size 1200x800 --bf16 --onnx   # ~1 megapixel
 
 For ``--model vit_t`` the "official" side is MobileSAM (the ``mobile_sam`` package of mobilesam-mirror).
 """
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -114,6 +116,11 @@ def main() -> None:
         "--onnx", action="store_true", help="also time the ONNX Runtime backends (fp32 and int8)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--size",
+        default=None,
+        help="WxH: resize the photo to this size first (e.g. 1200x800, about 1 megapixel; default: as is)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +134,9 @@ def main() -> None:
 
         ours_model, official_model = twin_models(config, seed=0)
     image = sample_image()
+    if args.size:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     ours, official = SamPredictor(ours_model), OfficialPredictor(official_model)
     rng = np.random.default_rng(0)
     h, w = image.shape[:2]
