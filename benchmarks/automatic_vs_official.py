@@ -6,6 +6,7 @@ memory of the generate() call, and the agreement of the masks (counts, matched I
 stability differences).
 
     python benchmarks/automatic_vs_official.py --model vit_b --points-per-side 32
+    python benchmarks/automatic_vs_official.py --model vit_t    # against MobileSAM's package
     python benchmarks/automatic_vs_official.py --checkpoint trained.safetensors   # weights that give real masks
 """
 
@@ -28,9 +29,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import segany
 from segany.automatic import SamAutomaticMaskGenerator
+from segany.config import TinyViTConfig
 from segany.formats import rle
 from segany.variants import VARIANTS
-from support import SHARED_DATA, official_sam, randomize_
+from support import SHARED_DATA, mobilesam_sam, official_sam, randomize_
 
 
 def _rss() -> int:
@@ -113,7 +115,12 @@ def run_one(args: argparse.Namespace) -> dict:
         crop_n_layers=args.crop_n_layers,
         output_mode="coco_rle",
     )
-    if args.worker == "official":
+    if args.worker == "official" and isinstance(model.config.encoder, TinyViTConfig):
+        # vit_t's reference is MobileSAM's package (its generator is the official one, copied).
+        from mobile_sam import SamAutomaticMaskGenerator as OfficialGenerator
+
+        generator = OfficialGenerator(mobilesam_sam(model.config, model.state_dict()), **options)
+    elif args.worker == "official":
         from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
 
         official = official_sam(model.config)
