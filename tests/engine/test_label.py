@@ -247,6 +247,38 @@ def test_a_dead_actor_is_restarted_and_its_images_are_labelled_once(
     assert json.loads((out / "c.json").read_text())["image"]["file_name"] == "c.jpg"
 
 
+class CrashAlways(Labeller):
+    """Kills its own process every time it reaches ``victim``."""
+
+    def __init__(self, job: LabelJob, victim: str) -> None:
+        super().__init__(job)
+        self.victim = victim
+
+    def label(self, item: ImageItem) -> LabelResult:
+        if item.name == self.victim:
+            os._exit(1)
+        return super().label(item)
+
+
+def test_an_image_that_always_kills_its_actor_fails_the_run_in_one_sentence(
+    images, ray_cluster, tmp_path
+) -> None:
+    from segany.cli.engine import input_items
+    from segany.engine.ray_runner import RayOptions, run_ray
+    from segany.errors import SegAnyError
+
+    out = tmp_path / "doomed"
+    job = LabelJob(
+        out_dir=str(out),
+        model=ModelSpec(str(FIXTURE_PATH)),
+        generator=GeneratorConfig(points_per_side=6, pred_iou_thresh=0.5, stability_score_thresh=0.5),
+    )
+    labeller = functools.partial(CrashAlways, victim="c.jpg")
+    with pytest.raises(SegAnyError, match="died 3 times"):
+        run_ray(input_items(str(images)), job, lambda result: None, RayOptions(actors=1, batch_size=2), labeller)
+    assert not list(out.rglob("*.tmp"))
+
+
 def test_images_added_later_get_new_ids(tmp_path) -> None:
     from segany.engine.labelling import plan
     from segany.engine.outputs import LabelLog

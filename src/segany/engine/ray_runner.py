@@ -25,6 +25,9 @@ from typing import Any
 from .pipeline import LabelJob, Labeller, LabelResult
 from .sources import ImageItem
 
+# Restarts of a crashed labelling actor (and retries of its batch) before the run fails.
+_MAX_RESTARTS = 2
+
 
 @dataclass(frozen=True)
 class RayOptions:
@@ -107,9 +110,23 @@ def run_ray(
             compute=ray.data.ActorPoolStrategy(size=options.actors),
             num_cpus=options.cpus_per_actor,
             num_gpus=options.gpus_per_actor or None,
+            # Ray Data restarts a dead actor and retries its batch forever by default, so an image that
+            # kills the process (out of memory, a crashing decoder) would stall the run; a batch that
+            # keeps failing fails the run instead, after the images already written.
+            max_restarts=_MAX_RESTARTS,
+            max_task_retries=_MAX_RESTARTS,
         )
-        for row in labelled.iter_rows():
-            on_result(LabelResult.from_dict(json.loads(row["result"])))
+        try:
+            for row in labelled.iter_rows():
+                on_result(LabelResult.from_dict(json.loads(row["result"])))
+        except ray.exceptions.RayError as exc:
+            from ..errors import SegAnyError
+
+            raise SegAnyError(
+                f"Labelling on Ray failed: a labelling actor died {_MAX_RESTARTS + 1} times on the same images "
+                f"(out of memory, or a crash in native code: {type(exc).__name__}); the images already "
+                "labelled are kept and a rerun labels the rest."
+            ) from exc
     finally:
         if started_here:
             ray.shutdown()
