@@ -287,7 +287,9 @@ def test_python_dash_m_segany_segments(files, tmp_path):
 
 
 def test_python_dash_m_segany_reports_errors_without_traceback(files, tmp_path):
-    result = _segany("segment", str(files["image"]), "--point", "1,1", cwd=tmp_path)
+    result = _segany(
+        "segment", str(files["image"]), "--point", "1,1", "--checkpoint", "nowhere.pth", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [result.stderr.strip()]
