@@ -189,8 +189,11 @@ class SamAutomaticMaskGenerator:
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         masks = _Masks()
         batch = self.config.points_per_batch
+        image_cache: dict[str, Any] = {}  # the decoder's image-only work, once per crop, not per batch
         for start in range(0, len(points), batch):
-            masks.add(self._process_batch(points[start : start + batch], crop_size, crop_box, orig_size))
+            masks.add(
+                self._process_batch(points[start : start + batch], crop_size, crop_box, orig_size, image_cache)
+            )
         self.predictor.reset_image()
         if not len(masks):
             return masks
@@ -205,7 +208,12 @@ class SamAutomaticMaskGenerator:
         return masks
 
     def _process_batch(
-        self, points: np.ndarray, crop_size: tuple[int, int], crop_box: list[int], orig_size: tuple[int, int]
+        self,
+        points: np.ndarray,
+        crop_size: tuple[int, int],
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+        image_cache: dict[str, Any] | None = None,
     ) -> _Masks:
         cfg = self.config
         model = self.predictor.model
@@ -222,6 +230,7 @@ class SamAutomaticMaskGenerator:
             points=(coords[:, None], labels[:, None]),
             multimask_output=True,
             min_iou=cfg.pred_iou_thresh if cfg.pred_iou_thresh > 0.0 else None,
+            image_cache=image_cache,
         )
 
         # One row per candidate, in the official order: point-major, then the 3 candidates of each point.
