@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..errors import DatasetError
-from ..training.datasets import SceneDataset
+from ..training.datasets import SceneDataset, check_generated
 from ..training.synthetic import Scene
 
 # Named colours far apart in RGB, each jittered a little per object.
@@ -157,12 +156,7 @@ class TextScenes(SceneDataset):
         length: int = 1000,
         config: TextSceneConfig | None = None,
     ) -> None:
-        if seed < 0:
-            raise DatasetError(f"A text_scenes dataset's seed must be 0 or more, got {seed}.")
-        if length < 1:
-            raise DatasetError(f"A text_scenes dataset needs at least 1 scene, got count {length}.")
-        if height < 32 or width < 32:
-            raise DatasetError(f"Labelled scenes need at least 32 x 32 pixels, got {height} x {width}.")
+        check_generated("text_scenes", seed, length, height, width, min_side=32)
         self.seed = seed
         self.height = height
         self.width = width

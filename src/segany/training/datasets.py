@@ -199,6 +199,18 @@ class Sa1bFolder(SceneDataset):
         return _scene(image, masks)
 
 
+def check_generated(kind: str, seed: int, length: int, height: int, width: int, min_side: int) -> None:
+    """One-sentence :class:`DatasetError` for bad arguments of a generated (seeded) dataset."""
+    if seed < 0:
+        raise DatasetError(f"A {kind} dataset's seed must be 0 or more, got {seed}.")
+    if length < 1:
+        raise DatasetError(f"A {kind} dataset needs at least 1 scene, got count {length}.")
+    if height < min_side or width < min_side:
+        raise DatasetError(
+            f"A {kind} dataset needs scenes of at least {min_side} x {min_side} pixels, got {height} x {width}."
+        )
+
+
 class SyntheticDataset(SceneDataset):
     """The first ``length`` scenes of ``SyntheticScenes(seed, height, width, config)``: a finite view of
     an endless family, so that it can be evaluated and mixed."""
@@ -211,12 +223,7 @@ class SyntheticDataset(SceneDataset):
         length: int = 1000,
         config: SceneConfig | None = None,
     ) -> None:
-        if seed < 0:
-            raise DatasetError(f"A synthetic dataset's seed must be 0 or more, got {seed}.")
-        if length < 1:
-            raise DatasetError(f"A synthetic dataset needs at least 1 scene, got length {length}.")
-        if height < 16 or width < 16:
-            raise DatasetError(f"Synthetic scenes need at least 16 x 16 pixels, got {height} x {width}.")
+        check_generated("synthetic", seed, length, height, width, min_side=16)
         self.scenes = SyntheticScenes(seed, height, width, config)
         self.length = length
 
