@@ -106,7 +106,9 @@ class SamConfig:
                 "the decoder adds prompt embeddings to the image embedding."
             )
         if self.text_embed_dim < 0:
-            raise ValueError(f"text_embed_dim must be 0 (no text path) or positive, got {self.text_embed_dim}.")
+            raise ValueError(
+                f"text_embed_dim must be 0 (no text path) or positive, got {self.text_embed_dim}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values; ``encoder["kind"]`` names the encoder type (``vit`` or ``tiny_vit``)."""

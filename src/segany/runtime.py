@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -79,6 +80,25 @@ def compute_context(device: torch.device, dtype: torch.dtype) -> contextlib.Abst
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cpu_autocast_dtype() -> torch.dtype | None:
+    """The precision CPU autocast computes matrix products in where it is on, else None."""
+    try:
+        enabled = torch.is_autocast_enabled("cpu")
+        dtype = torch.get_autocast_dtype("cpu")
+    except (TypeError, AttributeError):  # PyTorch before 2.4
+        enabled = torch.is_autocast_cpu_enabled()
+        dtype = torch.get_autocast_cpu_dtype()
+    return dtype if enabled else None
+
+
+def packed_weights_enabled() -> bool:
+    """Whether CPU inference may keep oneDNN-packed copies of linear weights (see
+    :class:`segany.modeling.packed_linear.PackedLinear`): about 10% faster matrix products for the
+    memory of those weights once more. On unless the environment sets ``SEGANY_PACKED_WEIGHTS=0``.
+    """
+    return os.environ.get("SEGANY_PACKED_WEIGHTS", "1") != "0"
 
 
 def bf16_is_fast(device: torch.device) -> bool:

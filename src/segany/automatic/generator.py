@@ -192,7 +192,9 @@ class SamAutomaticMaskGenerator:
         image_cache: dict[str, Any] = {}  # the decoder's image-only work, once per crop, not per batch
         for start in range(0, len(points), batch):
             masks.add(
-                self._process_batch(points[start : start + batch], crop_size, crop_box, orig_size, image_cache)
+                self._process_batch(
+                    points[start : start + batch], crop_size, crop_box, orig_size, image_cache
+                )
             )
         self.predictor.reset_image()
         if not len(masks):

@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         trainer.close()
     if trainer.info.is_main:
         done = "stopped early (time limit)" if result.stopped_early else "finished"
-        print(f"Training {done} at step {result.step}; weights in {Path(config.out_dir) / 'model.safetensors'}.")
+        print(
+            f"Training {done} at step {result.step}; weights in {Path(config.out_dir) / 'model.safetensors'}."
+        )
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .packed_linear import PackedLinear
+
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of a ``B x C x H x W`` tensor (per pixel, across C)."""
@@ -48,11 +50,13 @@ class MLPBlock(nn.Module):
 
     def __init__(self, embedding_dim: int, mlp_dim: int, act: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
-        self.lin1 = nn.Linear(embedding_dim, mlp_dim)
-        self.lin2 = nn.Linear(mlp_dim, embedding_dim)
+        self.lin1 = PackedLinear(embedding_dim, mlp_dim)
+        self.lin2 = PackedLinear(mlp_dim, embedding_dim)
         self.act = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.act, nn.GELU) and self.act.approximate == "none":
+            return self.lin2(self.lin1(x, activation="gelu"))  # GELU fused where the fast path runs
         return self.lin2(self.act(self.lin1(x)))
 
 

@@ -76,7 +76,11 @@ class PromptEncoder(nn.Module):
         key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype)
         cached = self._dense_pe_cache
         if cached is None or cached[0] != key:
-            cached = self._dense_pe_cache = (key, matrix, self.pe_layer(self.image_embedding_size).unsqueeze(0))
+            cached = self._dense_pe_cache = (
+                key,
+                matrix,
+                self.pe_layer(self.image_embedding_size).unsqueeze(0),
+            )
         return cached[2]
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:

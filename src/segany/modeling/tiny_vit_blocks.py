@@ -13,6 +13,7 @@ from torch import nn
 
 from .common import DropPath
 from .image_encoder import window_partition, window_unpartition
+from .packed_linear import PackedLinear
 
 
 class ConvBN(nn.Sequential):
@@ -98,8 +99,8 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.norm = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = PackedLinear(dim, 3 * dim)
+        self.proj = PackedLinear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
         # Derived from the window size only, never from weights; not in checkpoints.
         self.register_buffer("attention_bias_idxs", attention_bias_index(window_size), persistent=False)
@@ -124,8 +125,8 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc1 = PackedLinear(dim, hidden_dim)
+        self.fc2 = PackedLinear(hidden_dim, dim)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

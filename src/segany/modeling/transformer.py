@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import MLPBlock
+from .packed_linear import PackedLinear
 
 
 class TwoWayTransformer(nn.Module):
@@ -119,10 +120,10 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         if self.internal_dim % num_heads != 0:
             raise ValueError(f"num_heads={num_heads} must divide the attention width {self.internal_dim}.")
-        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
-        self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
-        self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
-        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+        self.q_proj = PackedLinear(embedding_dim, self.internal_dim)
+        self.k_proj = PackedLinear(embedding_dim, self.internal_dim)
+        self.v_proj = PackedLinear(embedding_dim, self.internal_dim)
+        self.out_proj = PackedLinear(self.internal_dim, embedding_dim)
 
     def _separate_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape

@@ -25,9 +25,13 @@ class CropConfig:
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.min_expand <= self.max_expand:
-            raise ValueError(f"Crop expansion needs 1 <= min_expand <= max_expand, got {self.min_expand}, {self.max_expand}.")
+            raise ValueError(
+                f"Crop expansion needs 1 <= min_expand <= max_expand, got {self.min_expand}, {self.max_expand}."
+            )
         if not 0.0 <= self.zero_outside_probability <= 1.0:
-            raise ValueError(f"zero_outside_probability must lie in [0, 1], got {self.zero_outside_probability}.")
+            raise ValueError(
+                f"zero_outside_probability must lie in [0, 1], got {self.zero_outside_probability}."
+            )
 
 
 def mask_crop(
@@ -59,11 +63,18 @@ def mask_crop(
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     # Maps image pixel (x, y) to crop pixel ((x - cx) * scale + size / 2, ...), pixel centres aligned.
     matrix = np.array(
-        [[scale, 0.0, size / 2 - cx * scale + 0.5 * (scale - 1)], [0.0, scale, size / 2 - cy * scale + 0.5 * (scale - 1)]]
+        [
+            [scale, 0.0, size / 2 - cx * scale + 0.5 * (scale - 1)],
+            [0.0, scale, size / 2 - cy * scale + 0.5 * (scale - 1)],
+        ]
     )
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     return cv2.warpAffine(
-        np.ascontiguousarray(pixels), matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT
+        np.ascontiguousarray(pixels),
+        matrix,
+        (size, size),
+        flags=interpolation,
+        borderMode=cv2.BORDER_CONSTANT,
     )
 
 

@@ -63,7 +63,9 @@ class CopyPasteConfig:
                 f"Copy-paste needs 0 < min_scale <= max_scale, got {self.min_scale} and {self.max_scale}."
             )
         if not 0 <= self.max_rotation <= 180:
-            raise DatasetError(f"Copy-paste max_rotation must lie in [0, 180] degrees, got {self.max_rotation}.")
+            raise DatasetError(
+                f"Copy-paste max_rotation must lie in [0, 180] degrees, got {self.max_rotation}."
+            )
         if not 0 <= self.flip_probability <= 1:
             raise DatasetError(
                 f"Copy-paste flip_probability must lie in [0, 1], got {self.flip_probability}."
@@ -183,7 +185,9 @@ def _rotate(pixels: np.ndarray, mask: np.ndarray, degrees: float) -> tuple[np.nd
     new_w, new_h = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
     matrix[:, 2] += (new_w - w) / 2, (new_h - h) / 2
     pixels = cv2.warpAffine(pixels, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR)
-    turned = cv2.warpAffine(mask.astype(np.uint8), matrix, (new_w, new_h), flags=cv2.INTER_NEAREST).astype(bool)
+    turned = cv2.warpAffine(mask.astype(np.uint8), matrix, (new_w, new_h), flags=cv2.INTER_NEAREST).astype(
+        bool
+    )
     if not turned.any():
         return pixels, turned
     rows, cols = _box(turned)

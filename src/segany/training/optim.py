@@ -128,7 +128,9 @@ def reschedule(
     is extended by raising ``steps``. With an unchanged config this changes nothing."""
     scheduler.lr_lambdas = [WarmupStepDecay(warmup, list(milestones), gamma) for _ in scheduler.lr_lambdas]
     step = scheduler.last_epoch
-    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+    for group, base, factor in zip(
+        scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+    ):
         group["lr"] = base * factor(step)
 
 

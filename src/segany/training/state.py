@@ -67,7 +67,9 @@ def load_training_state(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"Cannot resume from {path}: the file is unreadable or truncated ({exc}).") from exc
+        raise CheckpointError(
+            f"Cannot resume from {path}: the file is unreadable or truncated ({exc})."
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"Cannot resume from {path}: it is not a segany training checkpoint.")
     try:

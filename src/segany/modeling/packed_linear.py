@@ -1,0 +1,99 @@
+"""A linear layer that, in CPU inference, multiplies by a copy of its weight packed for oneDNN.
+
+oneDNN runs a matrix product about 10% faster when the weight is stored once in its blocked layout
+instead of being re-read from the plain row-major one on every call (measured on this project's
+AVX-512 CPU for every linear shape of the ViT encoders, float32 and bfloat16), and it can apply the
+exact (erf) GELU in the same pass. PyTorch's own compiler uses the same two oneDNN operators when it
+freezes a model for CPU inference; this module uses them without compiling.
+
+The packed copy is made on first use and remade when the weight changes (in place, moved or
+replaced) or the compute precision changes; it costs the memory of the weight once more. Training
+(gradients enabled), other devices, and PyTorch builds without these operators use ``F.linear``.
+Parameter names are those of ``nn.Linear``, so state dicts load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..runtime import cpu_autocast_dtype, packed_weights_enabled
+
+_ACTIVATIONS = ("none", "gelu")
+
+
+def _operators_available() -> bool:
+    ops = getattr(torch.ops, "mkldnn", None)
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_linear_pointwise")
+        and hasattr(ops, "_reorder_linear_weight")
+    )
+
+
+_AVAILABLE = _operators_available()
+
+
+class PackedLinear(nn.Linear):
+    """``nn.Linear`` with a oneDNN-packed weight for CPU inference, and an optional fused GELU.
+
+    ``forward(x, activation)``: ``x`` is ``... x in_features``; ``activation`` is ``"none"`` or
+    ``"gelu"`` (exact GELU applied to the output). Numbers agree with ``F.linear`` up to float rounding
+    (a different order of summation).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self._packed: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+
+    def forward(self, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"Unknown activation {activation!r}; use one of {_ACTIVATIONS}.")
+        dtype = self._packed_dtype(x)
+        if dtype is None:
+            out = F.linear(x, self.weight, self.bias)
+            return F.gelu(out) if activation == "gelu" else out
+        weight, bias = self._packed_weight(dtype, rows=x.numel() // x.shape[-1])
+        algorithm = "none" if activation == "gelu" else ""
+        return torch.ops.mkldnn._linear_pointwise(x.to(dtype), weight, bias, activation, [], algorithm)
+
+    def _packed_dtype(self, x: torch.Tensor) -> torch.dtype | None:
+        """The precision of the packed product, or None where ``F.linear`` must run."""
+        if (
+            not _AVAILABLE
+            or torch.is_grad_enabled()
+            or torch.jit.is_tracing()
+            or torch.jit.is_scripting()
+            or torch.compiler.is_compiling()
+            or x.device.type != "cpu"
+            or self.weight.device.type != "cpu"
+            or x.numel() == 0
+            or not packed_weights_enabled()
+        ):
+            return None
+        dtype = cpu_autocast_dtype() or torch.promote_types(x.dtype, self.weight.dtype)
+        return dtype if dtype in (torch.float32, torch.bfloat16) else None
+
+    def _packed_weight(self, dtype: torch.dtype, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        bias = self.bias
+        key = (
+            dtype,
+            self.weight.data_ptr(),
+            self.weight._version,
+            None if bias is None else (bias.data_ptr(), bias._version),
+        )
+        if self._packed is None or self._packed[0] != key:
+            weight = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach().to(dtype), max(rows, 1))
+            packed_bias = None if bias is None else bias.detach().to(dtype)
+            self._packed = (key, weight, packed_bias)
+        return self._packed[1], self._packed[2]
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        self._packed = None  # a move or cast makes new weights; pack them again when used
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_packed"] = None  # opaque oneDNN tensors are neither picklable nor deep-copyable
+        return state

@@ -1,0 +1,103 @@
+"""The encoder's CPU fast paths give the official numbers: blockwise global attention and packed linears."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+from segment_anything.modeling.image_encoder import Attention as OfficialAttention
+
+from segany.modeling.common import MLPBlock
+from segany.modeling.image_encoder import Attention
+from segany.modeling.packed_linear import PackedLinear
+from segany.runtime import compute_context
+
+
+def _twin_attention(size: int) -> tuple[Attention, OfficialAttention]:
+    torch.manual_seed(0)
+    ours = Attention(dim=96, num_heads=3, qkv_bias=True, use_rel_pos=True, input_size=(size, size))
+    theirs = OfficialAttention(96, num_heads=3, qkv_bias=True, use_rel_pos=True, input_size=(size, size))
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0, 0.3)
+    theirs.load_state_dict(ours.state_dict())
+    return ours.eval(), theirs.eval()
+
+
+@pytest.mark.parametrize("size", [40, 36])  # 1600 and 1296 tokens: above the blockwise threshold
+def test_blockwise_global_attention_matches_official(size):
+    ours, theirs = _twin_attention(size)
+    x = torch.randn(2, size, size, 96)
+    with torch.inference_mode():
+        expected = theirs(x)
+        got = ours(x)
+        ours.use_sdpa = False
+        reference = ours(x)
+    assert got.abs().max() > 0.5
+    assert (got - expected).abs().max() <= 1e-4
+    assert (reference - expected).abs().max() <= 1e-4
+
+
+def test_blockwise_global_attention_in_bfloat16_stays_close():
+    ours, _ = _twin_attention(40)
+    x = torch.randn(1, 40, 40, 96)
+    with torch.inference_mode():
+        exact = ours(x)
+        with compute_context(torch.device("cpu"), torch.bfloat16):
+            fast = ours(x)
+    assert fast.dtype == torch.bfloat16
+    relative = (fast.float() - exact).norm() / exact.norm()
+    assert relative < 0.025  # the fused kernel fed the bias: 0.017 on this case
+
+
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_packed_linear_matches_plain_linear(activation):
+    torch.manual_seed(0)
+    layer = PackedLinear(64, 48)
+    x = torch.randn(3, 7, 64)
+    plain = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    if activation == "gelu":
+        plain = torch.nn.functional.gelu(plain)
+    with torch.inference_mode():
+        packed = layer(x, activation=activation)
+        again = layer(torch.randn(5, 64))  # another number of rows reuses the packed weight
+    assert packed.shape == (3, 7, 48) and again.shape == (5, 48)
+    assert (packed - plain).abs().max() <= 1e-5
+    with torch.enable_grad():  # training takes the plain path and gets gradients
+        out = layer(x, activation=activation)
+        out.sum().backward()
+    assert layer.weight.grad is not None and (out.detach() - plain).abs().max() <= 1e-5
+
+
+def test_packed_linear_follows_weight_changes_and_copies():
+    torch.manual_seed(0)
+    layer = PackedLinear(32, 16)
+    x = torch.randn(4, 32)
+    with torch.inference_mode():
+        before = layer(x)
+    assert (before - (x @ layer.weight.T + layer.bias)).abs().max() <= 1e-5
+    with torch.no_grad():
+        layer.weight.mul_(2)  # in place: the packed copy must be remade
+        layer.bias.zero_()
+        after = layer(x)
+    assert (after - x @ layer.weight.T).abs().max() <= 1e-5
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        with torch.no_grad():
+            assert (clone(x) - after).abs().max() <= 1e-5
+    with torch.no_grad():
+        assert (layer.to(torch.float64)(x.double()) - after.double()).abs().max() <= 1e-5
+
+
+def test_mlp_block_with_fused_gelu_matches_unfused():
+    torch.manual_seed(0)
+    block = MLPBlock(32, 64, torch.nn.GELU)
+    x = torch.randn(10, 32)
+    plain = torch.nn.functional.linear(
+        torch.nn.functional.gelu(torch.nn.functional.linear(x, block.lin1.weight, block.lin1.bias)),
+        block.lin2.weight,
+        block.lin2.bias,
+    )
+    with torch.inference_mode():
+        assert (block(x) - plain).abs().max() <= 1e-5
