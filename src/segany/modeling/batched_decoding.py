@@ -128,8 +128,9 @@ def prepare_shared_image(
     transformer: TwoWayTransformer, image_embedding: torch.Tensor, image_pe: torch.Tensor
 ) -> SharedImage:
     """Project a ``1 x C x h x w`` image for the first layer's two cross-attentions."""
-    keys = image_embedding.flatten(2).transpose(1, 2)
-    key_pe = image_pe.flatten(2).transpose(1, 2)
+    # Token-major copies: every prompt's layers read these, and strided reads are 3x slower.
+    keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+    key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
     k = keys + key_pe
     first = transformer.layers[0]
     to_image, to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token

@@ -92,8 +92,9 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings,
             keep=None if min_iou is None else (lambda iou: (iou[:, selected] > min_iou).any(dim=1)),
             image_cache=image_cache,
+            outputs=selected,
         )
-        return masks[:, selected], iou_pred[:, selected]
+        return masks, iou_pred[:, selected]
 
     def predict_masks(
         self,
@@ -103,12 +104,15 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         keep: Callable[[torch.Tensor], torch.Tensor] | None = None,
         image_cache: dict[str, Any] | None = None,
+        outputs: slice | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ``num_mask_tokens`` masks and IoUs, before the multimask selection.
+        """Masks ``B x M x 4h x 4w`` and IoUs ``B x num_mask_tokens``, before the multimask selection.
 
         ``keep`` maps the ``B x num_mask_tokens`` IoU predictions to a ``B`` bool of the prompts whose masks
-        are needed (batched fast path only; the others are NaN).
+        are needed (batched fast path only; the others are NaN). ``outputs`` selects the mask tokens whose
+        masks are returned (default all, ``M = num_mask_tokens``); the fast path upscales only those.
         """
+        outputs = slice(None) if outputs is None else outputs
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
@@ -122,7 +126,7 @@ class MaskDecoder(nn.Module):
         dense_shared = dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0
         if self.batched_fast_path and image_embeddings.shape[0] == 1 and dense_shared:
             return self._predict_shared_image(
-                image_embeddings, dense_prompt_embeddings[:1], image_pe, tokens, keep, image_cache
+                image_embeddings, dense_prompt_embeddings[:1], image_pe, tokens, keep, image_cache, outputs
             )
 
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
@@ -135,7 +139,7 @@ class MaskDecoder(nn.Module):
         hyper_in = self._hypernetworks(hs)
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        return masks, self.iou_prediction_head(hs[:, 0, :])
+        return masks[:, outputs], self.iou_prediction_head(hs[:, 0, :])
 
     def _shared_image(
         self,
@@ -177,6 +181,7 @@ class MaskDecoder(nn.Module):
         tokens: torch.Tensor,
         keep: Callable[[torch.Tensor], torch.Tensor] | None,
         image_cache: dict[str, Any] | None = None,
+        outputs: slice = slice(None),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The batched fast path, a few prompts at a time: their per-prompt image tensors (4 MiB each
         for the official size) then stay in the CPU's cache between operations."""
@@ -184,9 +189,8 @@ class MaskDecoder(nn.Module):
         h, w = image_embeddings.shape[-2:]
         image = self._shared_image(image_embeddings, dense, image_pe, image_cache)  # once for all chunks
         dtype = image.keys.dtype
-        masks = torch.full(
-            (batch, self.num_mask_tokens, 4 * h, 4 * w), float("nan"), device=tokens.device, dtype=dtype
-        )
+        count = len(range(self.num_mask_tokens)[outputs])
+        masks = torch.full((batch, count, 4 * h, 4 * w), float("nan"), device=tokens.device, dtype=dtype)
         ious = []
         for start in range(0, batch, _PROMPTS_PER_CHUNK):
             hs, keys = two_way_shared_image(
@@ -194,20 +198,25 @@ class MaskDecoder(nn.Module):
             )
             iou_pred = self.iou_prediction_head(hs[:, 0, :])
             ious.append(iou_pred)
-            needed = (
-                torch.arange(len(hs), device=hs.device)
-                if keep is None
-                else torch.nonzero(keep(iou_pred)).flatten()
-            )
+            if keep is None:  # every prompt: slices, no gathered copies
+                hyper = self._hypernetworks(hs, outputs)
+                upscaled = upscale_masks(self.output_upscaling, keys, hyper, (h, w))
+                masks[start : start + len(hs)] = upscaled.to(masks.dtype)
+                continue
+            needed = torch.nonzero(keep(iou_pred)).flatten()
             if len(needed):
-                hyper = self._hypernetworks(hs[needed])
+                hyper = self._hypernetworks(hs[needed], outputs)
                 upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
                 masks[start + needed] = upscaled.to(masks.dtype)
         return masks, torch.cat(ious)
 
-    def _hypernetworks(self, hs: torch.Tensor) -> torch.Tensor:
-        """Mask-token outputs ``B x M x C`` -> per-mask weights over the upscaled channels ``B x M x C/8``."""
+    def _hypernetworks(self, hs: torch.Tensor, outputs: slice = slice(None)) -> torch.Tensor:
+        """Mask-token outputs -> per-mask weights over the upscaled channels ``B x M x C/8``.
+
+        ``hs``: ``B x T x C`` transformer output tokens; ``outputs`` selects the mask tokens (default all).
+        """
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        chosen = range(self.num_mask_tokens)[outputs]
         return torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+            [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in chosen], dim=1
         )

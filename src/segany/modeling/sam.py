@@ -152,8 +152,9 @@ class Sam(nn.Module):
         factor = self.img_size // low_h
         rows = min(low_h, math.ceil(input_size[0] / factor) + 1)
         cols = min(low_w, math.ceil(input_size[1] / factor) + 1)
-        masks = _resize(masks[..., :rows, :cols], (rows * factor, cols * factor))
-        masks = masks[..., : input_size[0], : input_size[1]]
+        # Straight to the unpadded size at the fixed scale factor: the crop of the full upsampling,
+        # without making or copying its cut rows and columns.
+        masks = _resize(masks[..., :rows, :cols], tuple(input_size), scale=float(factor))
         if tuple(input_size) == tuple(original_size):
             return masks
         return _resize(masks, tuple(original_size))
@@ -165,13 +166,19 @@ class Sam(nn.Module):
         return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
 
 
-def _resize(masks: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+def _resize(masks: torch.Tensor, size: tuple[int, ...], scale: float | None = None) -> torch.Tensor:
     """Bilinear (``align_corners=False``) resize of ``B x M x h x w`` planes, each as its own image.
 
+    ``scale``: map output pixels to input pixels with this factor instead of ``size / (h, w)``
+    (``size`` may then cut the result short: the same values as the full upsampling's top-left part).
     On the CPU, ``F.interpolate`` with several channels copies its input and output around a
     channels-last kernel; one channel per image runs in place, 2.5x faster. The values agree to float
     rounding (<= 1e-6 here).
     """
     b, m, h, w = masks.shape
     planes = masks.contiguous().view(b * m, 1, h, w)
-    return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(b, m, *size)
+    if scale is None:
+        out = F.interpolate(planes, size, mode="bilinear", align_corners=False)
+    else:  # the ATen operator takes an output size and the scales together, as F.interpolate cannot
+        out = torch.ops.aten.upsample_bilinear2d.default(planes, list(size), False, scale, scale)
+    return out.view(b, m, *size)
