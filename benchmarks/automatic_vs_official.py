@@ -13,12 +13,10 @@ stability differences).
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,42 +26,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import segany
+from measure import PeakRss
 from segany.automatic import SamAutomaticMaskGenerator
 from segany.config import TinyViTConfig
 from segany.formats import rle
 from segany.variants import VARIANTS
 from support import SHARED_DATA, mobilesam_sam, official_sam, randomize_
-
-
-def _rss() -> int:
-    """Resident memory of this process in bytes (Linux /proc)."""
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRss:
-    """Peak resident memory of this process while the block runs (sampled every 5 ms)."""
-
-    def __enter__(self) -> PeakRss:
-        self.base = _rss()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def extra_mib(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 def photo(width: int, height: int) -> np.ndarray:

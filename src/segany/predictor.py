@@ -47,6 +47,7 @@ class SamPredictor:
         dtype: str | torch.dtype | None = None,
         backend: str = "torch",
         text_encoder: TextImageEncoder | None = None,
+        compile: bool = False,
     ) -> None:
         """
         Args:
@@ -58,13 +59,19 @@ class SamPredictor:
                 quantised versions.
             text_encoder: embeds the phrases of ``predict(text=...)``; needs a model with a text path
                 as wide as its embeddings. Settable later as ``predictor.text_encoder``.
+            compile: run the image encoder through ``torch.compile`` (PyTorch backend only). The first
+                ``set_image`` then builds the compiled code, which takes minutes on a small CPU (more
+                than 10 on this project's 2 cores for vit_b); worth it for long sessions on a GPU.
         """
         if backend not in ("torch", "onnxruntime", "onnxruntime-int8"):
             raise ValueError(
                 f"backend must be 'torch', 'onnxruntime' or 'onnxruntime-int8', got {backend!r}."
             )
+        if compile and backend != "torch":
+            raise ValueError("compile=True needs backend='torch' (ONNX Runtime graphs are not compiled).")
         self.model = sam_model
         self.backend = backend
+        self._encoder = torch.compile(sam_model.image_encoder) if compile else sam_model.image_encoder
         self.text_encoder = text_encoder
         self._ort = None
         if backend != "torch":
@@ -121,7 +128,7 @@ class SamPredictor:
             features = self._ort.embed(tensors)
         else:
             with compute_context(self.device, self.dtype):
-                features = self.model.embed_images(tensors).float()
+                features = self.model.embed_images(tensors, encoder=self._encoder).float()
         states = [
             _ImageState(
                 features[i : i + 1], (int(size[0]), int(size[1])), (int(t.shape[-2]), int(t.shape[-1]))

@@ -8,7 +8,7 @@ is ``img_size`` (``h' x w'``, unpadded); the encoder sees it padded at the botto
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -97,13 +97,16 @@ class Sam(nn.Module):
             )
         return outputs
 
-    def embed_images(self, images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    def embed_images(
+        self, images: Sequence[torch.Tensor] | torch.Tensor, encoder: Callable | None = None
+    ) -> torch.Tensor:
         """Image embeddings ``B x C x h x w`` of resized ``3 x h' x w'`` images (0-255, not normalised).
 
         Images may differ in size (each is padded to the ``img_size`` square); one encoder pass for all.
+        ``encoder``: a stand-in for ``self.image_encoder`` (e.g. its ``torch.compile`` version).
         """
         batch = torch.stack([self.preprocess(image) for image in images], dim=0)
-        return self.image_encoder(batch)
+        return (self.image_encoder if encoder is None else encoder)(batch)
 
     def decode(
         self,
