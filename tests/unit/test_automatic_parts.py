@@ -17,16 +17,22 @@ from support import TINY, randomize_
     ("input_size", "original_size"),
     [((768, 1024), (768, 1024)), ((683, 1024), (1200, 1800)), ((1024, 577), (500, 282))],
 )
-def test_postprocess_masks_equals_the_official_definition(input_size, original_size):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_postprocess_masks_equals_the_official_definition(input_size, original_size, threads):
     import torch.nn.functional as F
 
     config = segany.VARIANTS["vit_b"].replace(encoder={"depth": 1, "global_attn_indexes": (0,)})
     model = segany.sam_from_config(config)
     low = torch.randn(1, 3, 256, 256) * 5
-    reference = F.interpolate(low, (1024, 1024), mode="bilinear", align_corners=False)
-    reference = reference[..., : input_size[0], : input_size[1]]
-    reference = F.interpolate(reference, original_size, mode="bilinear", align_corners=False)
-    fast = model.postprocess_masks(low, input_size, original_size)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # PyTorch's kernels round differently with one thread
+    try:
+        reference = F.interpolate(low, (1024, 1024), mode="bilinear", align_corners=False)
+        reference = reference[..., : input_size[0], : input_size[1]]
+        reference = F.interpolate(reference, original_size, mode="bilinear", align_corners=False)
+        fast = model.postprocess_masks(low, input_size, original_size)
+    finally:
+        torch.set_num_threads(before)
     assert torch.equal(fast, reference)  # bit for bit, not just close
 
 

@@ -191,29 +191,28 @@ def upscale_masks(
     """``output_upscaling`` then the hypernetwork dot product, channels last.
 
     Args:
-        upscaling: ``ConvT(2x2, s2), LayerNorm2d, act, ConvT(2x2, s2), act`` of the decoder.
+        upscaling: ``ConvT(2x2, s2), LayerNorm2d, act, ConvT(2x2, s2), act`` of the decoder (its
+            transposed convolutions :class:`PackedConvTranspose2x2`).
         keys: ``B x (h*w) x C`` image tokens; hyper_in: ``B x M x C/8``; size: ``(h, w)``.
     Returns:
         ``B x M x 4h x 4w`` mask logits.
     """
     conv1, norm, act1, conv2, act2 = upscaling
-    b, n, c = keys.shape
+    b, n, _ = keys.shape
     h, w = size
     c1, c2 = conv1.out_channels, conv2.out_channels
-    # Weights as (2x2 block, out) x in, biases repeated per block, so each transposed convolution is one
-    # matrix product with its bias added inside it.
-    w1 = conv1.weight.reshape(c, c1, 4).permute(2, 1, 0).reshape(4 * c1, c)
-    w2 = conv2.weight.reshape(c1, c2, 4).permute(2, 1, 0).reshape(4 * c2, c1)
-    b1, b2 = conv1.bias.repeat(4), conv2.bias.repeat(4)
+    fused = isinstance(act2, torch.nn.GELU) and act2.approximate == "none"
     outputs = []
     for start in range(0, b, _UPSCALE_CHUNK):
         x = keys[start : start + _UPSCALE_CHUNK]
         m = x.shape[0]
-        y = F.linear(x, w1, b1).reshape(m, n, 4, c1)
-        y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
-        z = act2(F.linear(y, w2, b2).reshape(m, n, 4, 4, c2))  # block (a1, b1), sub-block (a2, b2)
-        blocks = torch.einsum("bnpqc,bkc->bknpq", z, hyper_in[start : start + _UPSCALE_CHUNK])
-        # n = (i, j); p = (a1, b1); q = (a2, b2): pixel (4i + 2a1 + a2, 4j + 2b1 + b2).
-        blocks = blocks.reshape(m, -1, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
-        outputs.append(blocks.reshape(m, -1, 4 * h, 4 * w))
+        # Each transposed convolution is one product giving every pixel's 2 x 2 output block.
+        y = act1(F.layer_norm(conv1.blocks(x), (c1,), norm.weight, norm.bias, norm.eps))  # m x n x 4 x c1
+        z = conv2.blocks(y, "gelu") if fused else act2(conv2.blocks(y))  # m x n x 4 x 4 x c2
+        hyper = hyper_in[start : start + _UPSCALE_CHUNK]
+        # Pixels as rows against the few masks: the large tensor is read once, in its own layout.
+        dots = torch.matmul(z.reshape(m, n * 16, c2), hyper.transpose(1, 2).to(z.dtype))
+        # n = (i, j); block (a1, b1); sub-block (a2, b2): pixel (4i + 2a1 + a2, 4j + 2b1 + b2).
+        dots = dots.view(m, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        outputs.append(dots.reshape(m, -1, 4 * h, 4 * w))
     return torch.cat(outputs)

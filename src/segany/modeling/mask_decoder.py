@@ -10,6 +10,7 @@ from torch import nn
 
 from .batched_decoding import SharedImage, prepare_shared_image, two_way_shared_image, upscale_masks
 from .common import MLP, LayerNorm2d
+from .packed_linear import PackedConvTranspose2x2
 from .transformer import TwoWayTransformer
 
 # Prompts decoded together by the batched fast path (see MaskDecoder._predict_shared_image).
@@ -44,10 +45,10 @@ class MaskDecoder(nn.Module):
         self.num_mask_tokens = num_multimask_outputs + 1
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
         self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            PackedConvTranspose2x2(transformer_dim, transformer_dim // 4),
             LayerNorm2d(transformer_dim // 4),
             activation(),
-            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            PackedConvTranspose2x2(transformer_dim // 4, transformer_dim // 8),
             activation(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(

@@ -35,24 +35,24 @@ def _operators_available() -> bool:
 _AVAILABLE = _operators_available()
 
 
-class PackedLinear(nn.Linear):
-    """``nn.Linear`` with a oneDNN-packed weight for CPU inference, and an optional fused GELU.
+class _PackedMatrix:
+    """Mixin: a module's ``out x in`` matrix (derived from its parameters) packed for oneDNN, cached.
 
-    ``forward(x, activation)``: ``x`` is ``... x in_features``; ``activation`` is ``"none"`` or
-    ``"gelu"`` (exact GELU applied to the output). Numbers agree with ``F.linear`` up to float rounding
-    (a different order of summation).
+    Subclasses give :meth:`_matrix` (the matrix and bias to pack) and call :meth:`_linear`.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        super().__init__(in_features, out_features, bias=bias)
-        self._packed: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+    _packed: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
 
-    def forward(self, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
+    def _matrix(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def _linear(self, x: torch.Tensor, activation: str) -> torch.Tensor:
+        """``x @ matrix.T + bias`` (then ``activation``), packed where possible, else ``F.linear``."""
         if activation not in _ACTIVATIONS:
             raise ValueError(f"Unknown activation {activation!r}; use one of {_ACTIVATIONS}.")
         dtype = self._packed_dtype(x)
         if dtype is None:
-            out = F.linear(x, self.weight, self.bias)
+            out = F.linear(x, *self._matrix())
             return F.gelu(out) if activation == "gelu" else out
         weight, bias = self._packed_weight(dtype, rows=x.numel() // x.shape[-1])
         algorithm = "none" if activation == "gelu" else ""
@@ -60,6 +60,7 @@ class PackedLinear(nn.Linear):
 
     def _packed_dtype(self, x: torch.Tensor) -> torch.dtype | None:
         """The precision of the packed product, or None where ``F.linear`` must run."""
+        weight = self.weight  # type: ignore[attr-defined]
         if (
             not _AVAILABLE
             or torch.is_grad_enabled()
@@ -67,33 +68,67 @@ class PackedLinear(nn.Linear):
             or torch.jit.is_scripting()
             or torch.compiler.is_compiling()
             or x.device.type != "cpu"
-            or self.weight.device.type != "cpu"
+            or weight.device.type != "cpu"
             or x.numel() == 0
             or not packed_weights_enabled()
         ):
             return None
-        dtype = cpu_autocast_dtype() or torch.promote_types(x.dtype, self.weight.dtype)
+        dtype = cpu_autocast_dtype() or torch.promote_types(x.dtype, weight.dtype)
         return dtype if dtype in (torch.float32, torch.bfloat16) else None
 
     def _packed_weight(self, dtype: torch.dtype, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        bias = self.bias
-        key = (
-            dtype,
-            self.weight.data_ptr(),
-            self.weight._version,
-            None if bias is None else (bias.data_ptr(), bias._version),
-        )
+        sources = (self.weight, self.bias)  # type: ignore[attr-defined]
+        key = (dtype, *((t.data_ptr(), t._version) for t in sources if t is not None))
         if self._packed is None or self._packed[0] != key:
-            weight = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach().to(dtype), max(rows, 1))
+            matrix, bias = self._matrix()
+            weight = torch.ops.mkldnn._reorder_linear_weight(matrix.detach().to(dtype), max(rows, 1))
             packed_bias = None if bias is None else bias.detach().to(dtype)
             self._packed = (key, weight, packed_bias)
         return self._packed[1], self._packed[2]
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
         self._packed = None  # a move or cast makes new weights; pack them again when used
-        return super()._apply(fn, recurse)
+        return super()._apply(fn, recurse)  # type: ignore[misc]
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_packed"] = None  # opaque oneDNN tensors are neither picklable nor deep-copyable
         return state
+
+
+class PackedLinear(_PackedMatrix, nn.Linear):
+    """``nn.Linear`` with a oneDNN-packed weight for CPU inference, and an optional fused GELU.
+
+    ``forward(x, activation)``: ``x`` is ``... x in_features``; ``activation`` is ``"none"`` or
+    ``"gelu"`` (exact GELU applied to the output). Numbers agree with ``F.linear`` up to float rounding
+    (a different order of summation).
+    """
+
+    def forward(self, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
+        return self._linear(x, activation)
+
+    def _matrix(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, self.bias
+
+
+class PackedConvTranspose2x2(_PackedMatrix, nn.ConvTranspose2d):
+    """A 2 x 2, stride 2 transposed convolution that can also run as one matrix product, channels last.
+
+    ``forward`` is ``nn.ConvTranspose2d``'s (``B x in x h x w -> B x out x 2h x 2w``).
+    :meth:`blocks` takes channels-last ``... x in`` pixels and returns ``... x 4 x out``: each input
+    pixel's 2 x 2 output block, sub-pixel ``(a, b)`` at index ``2a + b``, with the bias added (and
+    ``activation`` applied) inside the product.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=2, stride=2)
+
+    def blocks(self, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
+        out = self._linear(x, activation)
+        return out.view(*x.shape[:-1], 4, self.out_channels)
+
+    def _matrix(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # weight in x out x 2 x 2 -> (sub-pixel, out) x in; the bias repeated per sub-pixel.
+        c_in, c_out = self.in_channels, self.out_channels
+        matrix = self.weight.reshape(c_in, c_out, 4).permute(2, 1, 0).reshape(4 * c_out, c_in)
+        return matrix, self.bias.repeat(4)
