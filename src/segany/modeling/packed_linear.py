@@ -35,6 +35,12 @@ def _operators_available() -> bool:
 _AVAILABLE = _operators_available()
 
 
+def _compiling() -> bool:
+    """Whether ``torch.compile`` is tracing (``torch.compiler`` exists from PyTorch 2.3)."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
 class _PackedMatrix:
     """Mixin: a module's ``out x in`` matrix (derived from its parameters) packed for oneDNN, cached.
 
@@ -66,7 +72,7 @@ class _PackedMatrix:
             or torch.is_grad_enabled()
             or torch.jit.is_tracing()
             or torch.jit.is_scripting()
-            or torch.compiler.is_compiling()
+            or _compiling()
             or x.device.type != "cpu"
             or weight.device.type != "cpu"
             or x.numel() == 0
