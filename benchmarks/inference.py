@@ -4,7 +4,8 @@ Same random weights (every tensor perturbed, see tests/support.py), same photo. 
 official fp32; segany fp32, bf16, compiled (``--compile``), ONNX Runtime fp32 and int8 -- it prints:
 encoder time (``set_image``), per-click time (``predict``, one point, 3 masks), throughput of many
 prompts on one image (``predict_torch``, one point each, batches of 64, full-size boolean masks), peak
-memory above the loaded model (each path in its own process), and agreement with the official fp32
+memory above the loaded model over ``set_image``, one click and one batch of 64 prompts (each path in its
+own process; later batches reuse the first one's memory), and agreement with the official fp32
 masks (mean / min mask IoU over the clicks) and embedding. Timed runs are interleaved round by round
 and each path keeps its best, so a machine that slows down during the run favours no path.
 

@@ -22,20 +22,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from measure import best_time
 from segany import SamPredictor
 from segany.config import TinyViTConfig
 from segany.variants import VARIANTS
 from support import mobilesam_twin_models, sample_image, twin_models
-
-
-def _time(fn, repeats: int) -> float:
-    """Best of ``repeats`` wall-clock seconds (the best is the least disturbed by other load)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _cases(image: np.ndarray) -> dict[str, dict]:
@@ -155,7 +146,7 @@ def main() -> None:
     runs[1:1] = extra
     for name, predictor in runs:
         predictor.set_image(image)  # warm-up (allocator, thread pool)
-        encoder = _time(lambda p=predictor: p.set_image(image), args.repeats)
+        encoder = best_time(lambda p=predictor: p.set_image(image), args.repeats)
         predictor.predict(*clicks[0])
         start = time.perf_counter()
         for coords, labels in clicks:

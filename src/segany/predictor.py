@@ -71,7 +71,8 @@ class SamPredictor:
             raise ValueError("compile=True needs backend='torch' (ONNX Runtime graphs are not compiled).")
         self.model = sam_model
         self.backend = backend
-        self._encoder = torch.compile(sam_model.image_encoder) if compile else sam_model.image_encoder
+        # The compiled image encoder; None runs the model's own.
+        self._encoder = torch.compile(sam_model.image_encoder) if compile else None
         self.text_encoder = text_encoder
         self._ort = None
         if backend != "torch":

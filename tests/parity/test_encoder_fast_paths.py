@@ -64,6 +64,8 @@ def test_packed_linear_matches_plain_linear(activation):
         packed = layer(x, activation=activation)
         again = layer(torch.randn(5, 64))  # another number of rows reuses the packed weight
     assert packed.shape == (3, 7, 48) and again.shape == (5, 48)
+    if torch.backends.mkldnn.is_available():
+        assert layer._packed is not None  # the packed path ran, not the fallback
     assert (packed - plain).abs().max() <= 1e-5
     with torch.enable_grad():  # training takes the plain path and gets gradients
         out = layer(x, activation=activation)
@@ -101,3 +103,14 @@ def test_mlp_block_with_fused_gelu_matches_unfused():
     )
     with torch.inference_mode():
         assert (block(x) - plain).abs().max() <= 1e-5
+
+
+def test_packed_weights_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("SEGANY_PACKED_WEIGHTS", "0")
+    torch.manual_seed(0)
+    layer = PackedLinear(16, 8)
+    x = torch.randn(4, 16)
+    with torch.inference_mode():
+        out = layer(x)
+    assert layer._packed is None  # no packed copy made: the plain product ran
+    assert (out - torch.nn.functional.linear(x, layer.weight, layer.bias)).abs().max() <= 1e-6

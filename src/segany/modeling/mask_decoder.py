@@ -105,7 +105,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         keep: Callable[[torch.Tensor], torch.Tensor] | None = None,
         image_cache: dict[str, Any] | None = None,
-        outputs: slice | None = None,
+        outputs: slice = slice(None),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Masks ``B x M x 4h x 4w`` and IoUs ``B x num_mask_tokens``, before the multimask selection.
 
@@ -113,7 +113,6 @@ class MaskDecoder(nn.Module):
         are needed (batched fast path only; the others are NaN). ``outputs`` selects the mask tokens whose
         masks are returned (default all, ``M = num_mask_tokens``); the fast path upscales only those.
         """
-        outputs = slice(None) if outputs is None else outputs
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
@@ -199,15 +198,15 @@ class MaskDecoder(nn.Module):
             )
             iou_pred = self.iou_prediction_head(hs[:, 0, :])
             ious.append(iou_pred)
-            if keep is None:  # every prompt: slices, no gathered copies
-                hyper = self._hypernetworks(hs, outputs)
-                upscaled = upscale_masks(self.output_upscaling, keys, hyper, (h, w))
-                masks[start : start + len(hs)] = upscaled.to(masks.dtype)
+            # Every prompt: a slice (views, no gathered copies); else the indices of those kept.
+            needed = slice(None) if keep is None else torch.nonzero(keep(iou_pred)).flatten()
+            if keep is not None and not len(needed):
                 continue
-            needed = torch.nonzero(keep(iou_pred)).flatten()
-            if len(needed):
-                hyper = self._hypernetworks(hs[needed], outputs)
-                upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
+            hyper = self._hypernetworks(hs[needed], outputs)
+            upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
+            if keep is None:
+                masks[start : start + len(hs)] = upscaled.to(masks.dtype)
+            else:
                 masks[start + needed] = upscaled.to(masks.dtype)
         return masks, torch.cat(ious)
 

@@ -151,12 +151,6 @@ class Sam(nn.Module):
         source pixels and weights (bit-identical results); the second resize is skipped when it is the
         identity.
         """
-        if torch.get_num_threads() == 1:
-            # One thread: PyTorch's bilinear kernel rounds differently for some multi-channel shapes
-            # (1 ulp; seen for 3 masks of 193 x 256), so take the official steps exactly.
-            masks = F.interpolate(masks, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
-            masks = masks[..., : input_size[0], : input_size[1]]
-            return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
         low_h, low_w = masks.shape[-2:]
         factor = self.img_size // low_h
         rows = min(low_h, math.ceil(input_size[0] / factor) + 1)
@@ -175,12 +169,16 @@ class Sam(nn.Module):
 
 
 def _resize(masks: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """Bilinear (``align_corners=False``) resize of ``B x M x h x w`` planes, each as its own image.
+    """Bilinear (``align_corners=False``) resize of ``B x M x h x w`` masks, the numbers of
+    ``F.interpolate`` on that layout (the official call).
 
-    On the CPU, ``F.interpolate`` with several channels copies its input and output around a
-    channels-last kernel; one channel per image runs in place, 2.5x faster. The values agree to float
-    rounding (<= 1e-6 here).
+    On the CPU with several threads, ``F.interpolate`` with several channels copies its input and output
+    around a channels-last kernel; one channel per image runs in place, 2.5x faster, with the same
+    numbers. With one thread the several-channel kernel rounds differently for some shapes (1 ulp, seen
+    for 3 masks of 193 x 256), so the masks are resized in their own layout there.
     """
+    if torch.get_num_threads() == 1:
+        return F.interpolate(masks, size, mode="bilinear", align_corners=False)
     b, m, h, w = masks.shape
     planes = masks.contiguous().view(b * m, 1, h, w)
     return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(b, m, *size)
