@@ -251,9 +251,9 @@ class SamAutomaticMaskGenerator:
         chunk = max(1, _PIXELS_PER_CHUNK // pixels)
         for start in range(0, len(index), chunk):
             rows = index[start : start + chunk]
-            logits = model.postprocess_masks(low_res[rows][:, None], self.predictor.input_size, crop_size)[
-                :, 0
-            ]
+            logits = model.postprocess_masks(
+                low_res[rows][:, None], self.predictor.input_size, crop_size, self.predictor.exact
+            )[:, 0]
             stability = stability_score(logits, model.mask_threshold, cfg.stability_score_offset)
             good = torch.ones_like(stability, dtype=torch.bool)
             if cfg.stability_score_thresh > 0.0:

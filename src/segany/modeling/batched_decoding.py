@@ -68,9 +68,10 @@ def tokens_to_image(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.
     heads = attn.num_heads
     qh = _heads(attn.q_proj(q), heads)  # B x H x T x d
     d = qh.shape[-1]
-    folded = torch.einsum("bhtd,hdc->bhtc", qh, _head_weights(attn.k_proj, heads)).reshape(b, heads * t, -1)
-    # H*T x N scores per prompt: the softmax runs over the contiguous last axis.
-    probs = (torch.bmm(folded, k.transpose(1, 2)) / math.sqrt(d)).softmax(dim=-1)
+    folded = torch.einsum("bhtd,hdc->bhtc", qh / math.sqrt(d), _head_weights(attn.k_proj, heads))
+    # H*T x N scores per prompt (the scale folded into the few token rows): the softmax runs over the
+    # contiguous last axis.
+    probs = torch.bmm(folded.reshape(b, heads * t, -1), k.transpose(1, 2)).softmax(dim=-1)
     pooled = torch.bmm(probs, v).reshape(b, heads, t, -1)  # B x H x T x C
     out = torch.einsum("bhtc,hdc->bhtd", pooled, _head_weights(attn.v_proj, heads))
     out = out + attn.v_proj.bias.reshape(1, heads, 1, d)  # softmax rows sum to 1
@@ -82,8 +83,8 @@ def image_to_tokens(
 ) -> torch.Tensor:
     """Attention of image tokens (``B x N x C``, or one shared image) to ``B x T x C`` prompt tokens.
 
-    For a shared image pass its projected query heads ``shared_qh`` (``H x N x d``); ``q`` then only
-    gives the token count. Returns ``B x N x C``.
+    For a shared image pass its projected query heads, transposed, ``shared_qh`` (``H x d x N``); ``q``
+    then only gives the token count. Returns ``B x N x C``.
     """
     b, t, _ = k.shape
     heads = attn.num_heads
@@ -92,19 +93,17 @@ def image_to_tokens(
     d = kh.shape[-1]
     n = q.shape[1]
     # Scores laid out B x H x T x N, so the softmax over the few tokens T runs across the long N axis.
-    if shared_qh is not None:
-        qh = shared_qh  # H x N x d, once for all prompts
-        scores = torch.matmul(
-            kh.permute(1, 0, 2, 3).reshape(heads, b * t, d), qh.transpose(1, 2)
-        )  # H x B*T x N
-        scores = scores.reshape(heads, b, t, n).transpose(0, 1)
+    if shared_qh is not None:  # H x d x N, once for all prompts; the scale goes on the few key rows
+        rows = (kh / math.sqrt(d)).permute(1, 0, 2, 3).reshape(heads, b * t, d)
+        scores = torch.bmm(rows, shared_qh).reshape(heads, b, t, n).transpose(0, 1)  # B x H x T x N
+        probs = scores.softmax(dim=2).reshape(b, heads * t, n)
     else:
         folded = torch.einsum("bhtd,hdc->bhtc", kh, _head_weights(attn.q_proj, heads)).reshape(
             b, heads * t, -1
         )
         bias = torch.einsum("bhtd,hd->bht", kh, attn.q_proj.bias.reshape(heads, d)).reshape(b, heads * t, 1)
         scores = torch.baddbmm(bias, folded, q.transpose(1, 2)).reshape(b, heads, t, n)
-    probs = (scores / math.sqrt(d)).softmax(dim=2).reshape(b, heads * t, n)
+        probs = (scores / math.sqrt(d)).softmax(dim=2).reshape(b, heads * t, n)
     # Output projection folded into the values (per head V_h W_o,h^T is T x C); each head's weights sum
     # to 1 over T, so adding bias / H to every value row adds the bias once.
     w_out = attn.out_proj.weight.reshape(-1, heads, d)  # C x H x d
@@ -121,7 +120,7 @@ class SharedImage:
     key_pe: torch.Tensor  # 1 x N x C positional encoding
     token_to_image_k: torch.Tensor  # 1 x H x N x d
     token_to_image_v: torch.Tensor  # 1 x H x N x d
-    image_to_token_q: torch.Tensor  # H x N x d
+    image_to_token_q: torch.Tensor  # H x d x N (transposed for the products with the prompt keys)
 
 
 def prepare_shared_image(
@@ -139,16 +138,18 @@ def prepare_shared_image(
         key_pe=key_pe,
         token_to_image_k=_heads(to_image.k_proj(k), to_image.num_heads),
         token_to_image_v=_heads(to_image.v_proj(keys), to_image.num_heads),
-        image_to_token_q=_heads(to_token.q_proj(k), to_token.num_heads)[0],
+        image_to_token_q=_heads(to_token.q_proj(k), to_token.num_heads)[0].transpose(1, 2).contiguous(),
     )
 
 
 def two_way_shared_image(
-    transformer: TwoWayTransformer, image: SharedImage, tokens: torch.Tensor
+    transformer: TwoWayTransformer, image: SharedImage, tokens: torch.Tensor, rows: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:meth:`TwoWayTransformer.forward` for ``B`` prompts on one prepared image.
 
-    Returns tokens ``B x T x C`` and image keys ``B x N x C``.
+    ``rows``: the token rows whose outputs are needed (default all). Only the final token-to-image
+    attention depends on this: its other rows feed nothing.
+    Returns tokens ``B x len(rows) x C`` and image keys ``B x N x C``.
     """
     keys, key_pe = image.keys, image.key_pe
     queries, query_pe = tokens, tokens
@@ -180,6 +181,8 @@ def two_way_shared_image(
             update = image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries)
             del k
         keys = layer.norm4(update.add_(keys))  # the residual added in place: one fewer image-sized tensor
+    if rows is not None:
+        queries, query_pe = queries[:, rows], query_pe[:, rows]
     attn_out = tokens_to_image(transformer.final_attn_token_to_image, queries + query_pe, keys + key_pe, keys)
     queries = transformer.norm_final_attn(queries + attn_out)
     return queries, keys

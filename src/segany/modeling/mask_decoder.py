@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -136,7 +136,7 @@ class MaskDecoder(nn.Module):
 
         # Upscale the image embedding and dot it with each mask token's hypernetwork output.
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper_in = self._hypernetworks(hs)
+        hyper_in = self._hypernetworks(hs, range(self.num_mask_tokens))
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
         return masks[:, outputs], self.iou_prediction_head(hs[:, 0, :])
@@ -192,9 +192,11 @@ class MaskDecoder(nn.Module):
         count = len(range(self.num_mask_tokens)[outputs])
         masks = torch.full((batch, count, 4 * h, 4 * w), float("nan"), device=tokens.device, dtype=dtype)
         ious = []
+        chosen = list(range(self.num_mask_tokens)[outputs])
+        rows = [0, *(1 + i for i in chosen)]  # the IoU token and the returned masks' tokens
         for start in range(0, batch, _PROMPTS_PER_CHUNK):
             hs, keys = two_way_shared_image(
-                self.transformer, image, tokens[start : start + _PROMPTS_PER_CHUNK]
+                self.transformer, image, tokens[start : start + _PROMPTS_PER_CHUNK], rows
             )
             iou_pred = self.iou_prediction_head(hs[:, 0, :])
             ious.append(iou_pred)
@@ -202,7 +204,7 @@ class MaskDecoder(nn.Module):
             needed = slice(None) if keep is None else torch.nonzero(keep(iou_pred)).flatten()
             if keep is not None and not len(needed):
                 continue
-            hyper = self._hypernetworks(hs[needed], outputs)
+            hyper = self._hypernetworks(hs[needed], chosen)
             upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
             if keep is None:
                 masks[start : start + len(hs)] = upscaled.to(masks.dtype)
@@ -210,13 +212,12 @@ class MaskDecoder(nn.Module):
                 masks[start + needed] = upscaled.to(masks.dtype)
         return masks, torch.cat(ious)
 
-    def _hypernetworks(self, hs: torch.Tensor, outputs: slice = slice(None)) -> torch.Tensor:
+    def _hypernetworks(self, hs: torch.Tensor, chosen: Sequence[int]) -> torch.Tensor:
         """Mask-token outputs -> per-mask weights over the upscaled channels ``B x M x C/8``.
 
-        ``hs``: ``B x T x C`` transformer output tokens; ``outputs`` selects the mask tokens (default all).
+        ``hs``: ``B x T x C`` transformer output tokens, the IoU token's in row 0 and then those of the
+        mask tokens ``chosen`` (``M`` of them), in that order.
         """
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-        chosen = range(self.num_mask_tokens)[outputs]
         return torch.stack(
-            [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in chosen], dim=1
+            [self.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(chosen)], dim=1
         )

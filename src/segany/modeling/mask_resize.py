@@ -1,0 +1,51 @@
+"""Bilinear resizing of mask logits (``align_corners=False``, pixel centres at half-integers).
+
+Two ways, one definition: :func:`resize_exact` gives the numbers of the official
+``F.interpolate(masks, size, mode="bilinear", align_corners=False)`` call bit for bit;
+:func:`resize_fast` computes the same interpolation with OpenCV on the CPU, 3-8x faster, and rounds
+differently (logits differ by up to about 3e-4 of their scale), for the inexact (bfloat16) paths.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def resize_exact(masks: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Bilinear resize of ``B x M x h x w`` masks (any strides) to ``B x M x size``: the numbers of
+    ``F.interpolate`` on that layout (the official call).
+
+    On the CPU with several threads, ``F.interpolate`` with several channels copies its input and output
+    around a channels-last kernel; one channel per image runs in place, 2.5x faster, with the same
+    numbers (a cropped view is read without a copy). With one thread the several-channel kernel rounds
+    differently for some shapes (1 ulp, seen for 3 masks of 193 x 256), so the masks are resized in
+    their own layout there.
+    """
+    if torch.get_num_threads() == 1:
+        return F.interpolate(masks, size, mode="bilinear", align_corners=False)
+    b, m, h, w = masks.shape
+    planes = masks.reshape(b * m, 1, h, w)  # a view where the strides allow it
+    return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(b, m, *size)
+
+
+def resize_fast(masks: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """:func:`resize_exact` by OpenCV's bilinear resize (same sample positions and weights), for
+    float32 masks on the CPU; elsewhere it is :func:`resize_exact`. ``B x M x h x w`` -> ``B x M x size``.
+    """
+    if masks.device.type != "cpu" or masks.dtype != torch.float32 or masks.requires_grad:
+        return resize_exact(masks, size)
+    b, m, h, w = masks.shape
+    out = torch.empty(b * m, *size, dtype=torch.float32)
+    target = out.numpy()
+    planes = masks.reshape(b * m, h, w).numpy()
+    for index in range(b * m):
+        cv2.resize(
+            np.ascontiguousarray(planes[index]),
+            (size[1], size[0]),
+            dst=target[index],
+            interpolation=cv2.INTER_LINEAR,
+        )
+    return out.view(b, m, *size)
