@@ -68,15 +68,15 @@ def test_blockwise_global_attention_in_bfloat16_stays_close():
 @pytest.mark.parametrize("activation", ["none", "gelu"])
 def test_packed_linear_matches_plain_linear(activation):
     torch.manual_seed(0)
-    layer = PackedLinear(64, 48)
-    x = torch.randn(3, 7, 64)
+    layer = PackedLinear(256, 192)  # 48 rows: a product large enough to be packed
+    x = torch.randn(3, 16, 256)
     plain = torch.nn.functional.linear(x, layer.weight, layer.bias)
     if activation == "gelu":
         plain = torch.nn.functional.gelu(plain)
     with torch.inference_mode():
         packed = layer(x, activation=activation)
-        again = layer(torch.randn(5, 64))  # another number of rows reuses the packed weight
-    assert packed.shape == (3, 7, 48) and again.shape == (5, 48)
+        again = layer(torch.randn(40, 256))  # another number of rows reuses the packed weight
+    assert packed.shape == (3, 16, 192) and again.shape == (40, 192)
     if torch.backends.mkldnn.is_available():
         assert layer._packed is not None  # the packed path ran, not the fallback
     assert (packed - plain).abs().max() <= 1e-5
@@ -88,8 +88,8 @@ def test_packed_linear_matches_plain_linear(activation):
 
 def test_packed_linear_follows_weight_changes_and_copies():
     torch.manual_seed(0)
-    layer = PackedLinear(32, 16)
-    x = torch.randn(4, 32)
+    layer = PackedLinear(128, 96)
+    x = torch.randn(96, 128)
     with torch.inference_mode():
         before = layer(x)
     assert (before - (x @ layer.weight.T + layer.bias)).abs().max() <= 1e-5
@@ -121,9 +121,20 @@ def test_mlp_block_with_fused_gelu_matches_unfused():
 def test_packed_weights_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("SEGANY_PACKED_WEIGHTS", "0")
     torch.manual_seed(0)
-    layer = PackedLinear(16, 8)
-    x = torch.randn(4, 16)
+    layer = PackedLinear(256, 192)
+    x = torch.randn(48, 256)
     with torch.inference_mode():
         out = layer(x)
     assert layer._packed is None  # no packed copy made: the plain product ran
-    assert (out - torch.nn.functional.linear(x, layer.weight, layer.bias)).abs().max() <= 1e-6
+    assert (out - torch.nn.functional.linear(x, layer.weight, layer.bias)).abs().max() <= 1e-5
+
+
+def test_tiny_products_run_unpacked_in_the_weights_precision():
+    torch.manual_seed(0)
+    layer = PackedLinear(256, 256)
+    x = torch.randn(1, 7, 256)  # a decoder prompt's tokens
+    with torch.inference_mode(), compute_context(torch.device("cpu"), torch.bfloat16):
+        out = layer(x)
+    assert layer._packed is None
+    assert out.dtype == torch.float32  # not rounded to bfloat16: cheaper and exact
+    assert (out - torch.nn.functional.linear(x, layer.weight, layer.bias)).abs().max() <= 1e-5
