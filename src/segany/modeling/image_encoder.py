@@ -226,10 +226,11 @@ class Attention(nn.Module):
         rel_h = rel_h.view(batch, heads, tokens, height, 1)
         rel_w = rel_w.view(batch, heads, tokens, 1, width)
         out = torch.empty_like(q)
+        scaled = q * self.scale  # once: hundreds of small multiplications cost more in call overhead
         for block in _score_blocks(batch, heads, tokens):
             # Global: block (b, h, rows) of 2-D matrices; windowed: a batch of windows, every head.
             keys, values = k[block[:-1]], v[block[:-1]]
-            scores = torch.matmul(q[block] * self.scale, keys.transpose(-2, -1)).float()
+            scores = torch.matmul(scaled[block], keys.transpose(-2, -1)).float()
             grid = scores.view(*scores.shape[:-1], height, width)
             grid.add_(rel_h[block]).add_(rel_w[block])
             out[block] = torch.matmul(scores.softmax(dim=-1).to(q.dtype), values)
