@@ -189,7 +189,11 @@ def two_way_shared_image(
 
 
 def upscale_masks(
-    upscaling: torch.nn.Sequential, keys: torch.Tensor, hyper_in: torch.Tensor, size: tuple[int, int]
+    upscaling: torch.nn.Sequential,
+    keys: torch.Tensor,
+    hyper_in: torch.Tensor,
+    size: tuple[int, int],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``output_upscaling`` then the hypernetwork dot product, channels last.
 
@@ -197,15 +201,16 @@ def upscale_masks(
         upscaling: ``ConvT(2x2, s2), LayerNorm2d, act, ConvT(2x2, s2), act`` of the decoder (its
             transposed convolutions :class:`PackedConvTranspose2x2`).
         keys: ``B x (h*w) x C`` image tokens; hyper_in: ``B x M x C/8``; size: ``(h, w)``.
+        out: where to write the result (any dtype; default a new tensor of the products' dtype): the
+            masks are put in raster order by the one copy into it.
     Returns:
-        ``B x M x 4h x 4w`` mask logits.
+        ``B x M x 4h x 4w`` mask logits (``out`` when given).
     """
     conv1, norm, act1, conv2, act2 = upscaling
     b, n, _ = keys.shape
     h, w = size
     c1, c2 = conv1.out_channels, conv2.out_channels
     fused = isinstance(act2, torch.nn.GELU) and act2.approximate == "none"
-    outputs = []
     for start in range(0, b, _UPSCALE_CHUNK):
         x = keys[start : start + _UPSCALE_CHUNK]
         m = x.shape[0]
@@ -217,5 +222,7 @@ def upscale_masks(
         dots = torch.matmul(z.reshape(m, n * 16, c2), hyper.transpose(1, 2).to(z.dtype))
         # n = (i, j); block (a1, b1); sub-block (a2, b2): pixel (4i + 2a1 + a2, 4j + 2b1 + b2).
         dots = dots.view(m, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
-        outputs.append(dots.reshape(m, -1, 4 * h, 4 * w))
-    return torch.cat(outputs)
+        if out is None:
+            out = torch.empty(b, dots.shape[1], 4 * h, 4 * w, dtype=dots.dtype, device=dots.device)
+        out[start : start + m].view(m, -1, h, 2, 2, w, 2, 2).copy_(dots)
+    return out if out is not None else keys.new_empty(0, hyper_in.shape[1], 4 * h, 4 * w)

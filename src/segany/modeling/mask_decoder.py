@@ -205,11 +205,12 @@ class MaskDecoder(nn.Module):
             if keep is not None and not len(needed):
                 continue
             hyper = self._hypernetworks(hs[needed], chosen)
-            upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
-            if keep is None:
-                masks[start : start + len(hs)] = upscaled.to(masks.dtype)
+            if keep is None:  # straight into the result
+                upscale_masks(self.output_upscaling, keys, hyper, (h, w), out=masks[start : start + len(hs)])
             else:
-                masks[start + needed] = upscaled.to(masks.dtype)
+                masks[start + needed] = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w)).to(
+                    masks.dtype
+                )
         return masks, torch.cat(ious)
 
     def _hypernetworks(self, hs: torch.Tensor, chosen: Sequence[int]) -> torch.Tensor:
