@@ -202,7 +202,8 @@ def upscale_masks(
             transposed convolutions :class:`PackedConvTranspose2x2`).
         keys: ``B x (h*w) x C`` image tokens; hyper_in: ``B x M x C/8``; size: ``(h, w)``.
         out: where to write the result (any dtype; default a new tensor of the products' dtype): the
-            masks are put in raster order by the one copy into it.
+            masks are put in raster order by the one copy into it. Not while tracing (ONNX export),
+            which does not record writes through views.
     Returns:
         ``B x M x 4h x 4w`` mask logits (``out`` when given).
     """
@@ -211,6 +212,8 @@ def upscale_masks(
     h, w = size
     c1, c2 = conv1.out_channels, conv2.out_channels
     fused = isinstance(act2, torch.nn.GELU) and act2.approximate == "none"
+    tracing = torch.jit.is_tracing()
+    pieces = []
     for start in range(0, b, _UPSCALE_CHUNK):
         x = keys[start : start + _UPSCALE_CHUNK]
         m = x.shape[0]
@@ -222,7 +225,12 @@ def upscale_masks(
         dots = torch.matmul(z.reshape(m, n * 16, c2), hyper.transpose(1, 2).to(z.dtype))
         # n = (i, j); block (a1, b1); sub-block (a2, b2): pixel (4i + 2a1 + a2, 4j + 2b1 + b2).
         dots = dots.view(m, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        if tracing:
+            pieces.append(dots.reshape(m, -1, 4 * h, 4 * w))
+            continue
         if out is None:
             out = torch.empty(b, dots.shape[1], 4 * h, 4 * w, dtype=dots.dtype, device=dots.device)
         out[start : start + m].view(m, -1, h, 2, 2, w, 2, 2).copy_(dots)
+    if tracing:
+        return torch.cat(pieces)
     return out if out is not None else keys.new_empty(0, hyper_in.shape[1], 4 * h, 4 * w)

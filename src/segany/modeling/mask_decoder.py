@@ -205,8 +205,10 @@ class MaskDecoder(nn.Module):
             if keep is not None and not len(needed):
                 continue
             hyper = self._hypernetworks(hs[needed], chosen)
-            if keep is None:  # straight into the result
+            if keep is None and not torch.jit.is_tracing():  # straight into the result
                 upscale_masks(self.output_upscaling, keys, hyper, (h, w), out=masks[start : start + len(hs)])
+            elif keep is None:
+                masks[start : start + len(hs)] = upscale_masks(self.output_upscaling, keys, hyper, (h, w))
             else:
                 masks[start + needed] = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w)).to(
                     masks.dtype
