@@ -64,8 +64,8 @@ MANUAL_WEIGHTS: dict[str, str] = {
 
 
 # segany's own model, trained here (configs/default_model.toml, then configs/default_model_stage2.toml
-# and configs/default_model_stage3.toml; card: weights/MODEL_CARD.md). Its architecture travels in the file's metadata, so it needs no entry in
-# VARIANTS.
+# and configs/default_model_stage3.toml; card: weights/MODEL_CARD.md). Its architecture travels in the
+# file's metadata, so it needs no entry in VARIANTS.
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "segany_small.safetensors"
 
 

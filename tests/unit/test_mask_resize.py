@@ -39,6 +39,18 @@ def test_fast_resize_falls_back_where_opencv_does_not_apply():
     assert torch.equal(resize_fast(masks, (50, 60)), resize_exact(masks, (50, 60)))
 
 
+def test_postprocess_masks_fast_mode_stays_close_to_the_exact_one():
+    from support import fixture_model
+
+    model = fixture_model()
+    low = F.interpolate(_logits().contiguous(), (64, 64), mode="bilinear", align_corners=False)
+    exact = model.postprocess_masks(low, (48, 64), (300, 410))
+    fast = model.postprocess_masks(low, (48, 64), (300, 410), exact=False)
+    assert fast.shape == exact.shape == (2, 3, 300, 410)
+    assert not torch.equal(fast, exact)  # OpenCV ran: its rounding differs
+    assert (fast - exact).abs().max() <= 1e-3 * exact.abs().max()
+
+
 def test_predictor_resizes_exactly_only_in_float32():
     from segany import SamPredictor
     from support import fixture_model

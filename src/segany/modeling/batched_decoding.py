@@ -92,18 +92,18 @@ def image_to_tokens(
     vh = _heads(attn.v_proj(v), heads)
     d = kh.shape[-1]
     n = q.shape[1]
+    kh = kh / math.sqrt(d)  # the softmax scale on the few key rows, not on the scores
     # Scores laid out B x H x T x N, so the softmax over the few tokens T runs across the long N axis.
-    if shared_qh is not None:  # H x d x N, once for all prompts; the scale goes on the few key rows
-        rows = (kh / math.sqrt(d)).permute(1, 0, 2, 3).reshape(heads, b * t, d)
+    if shared_qh is not None:  # H x d x N, once for all prompts
+        rows = kh.permute(1, 0, 2, 3).reshape(heads, b * t, d)
         scores = torch.bmm(rows, shared_qh).reshape(heads, b, t, n).transpose(0, 1)  # B x H x T x N
-        probs = scores.softmax(dim=2).reshape(b, heads * t, n)
     else:
         folded = torch.einsum("bhtd,hdc->bhtc", kh, _head_weights(attn.q_proj, heads)).reshape(
             b, heads * t, -1
         )
         bias = torch.einsum("bhtd,hd->bht", kh, attn.q_proj.bias.reshape(heads, d)).reshape(b, heads * t, 1)
         scores = torch.baddbmm(bias, folded, q.transpose(1, 2)).reshape(b, heads, t, n)
-        probs = (scores / math.sqrt(d)).softmax(dim=2).reshape(b, heads * t, n)
+    probs = scores.softmax(dim=2).reshape(b, heads * t, n)
     # Output projection folded into the values (per head V_h W_o,h^T is T x C); each head's weights sum
     # to 1 over T, so adding bias / H to every value row adds the bias once.
     w_out = attn.out_proj.weight.reshape(-1, heads, d)  # C x H x d

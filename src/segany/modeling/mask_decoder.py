@@ -189,11 +189,12 @@ class MaskDecoder(nn.Module):
         h, w = image_embeddings.shape[-2:]
         image = self._shared_image(image_embeddings, dense, image_pe, image_cache)  # once for all chunks
         dtype = image.keys.dtype
-        count = len(range(self.num_mask_tokens)[outputs])
-        masks = torch.full((batch, count, 4 * h, 4 * w), float("nan"), device=tokens.device, dtype=dtype)
-        ious = []
         chosen = list(range(self.num_mask_tokens)[outputs])
         rows = [0, *(1 + i for i in chosen)]  # the IoU token and the returned masks' tokens
+        masks = torch.full(
+            (batch, len(chosen), 4 * h, 4 * w), float("nan"), device=tokens.device, dtype=dtype
+        )
+        ious = []
         for start in range(0, batch, _PROMPTS_PER_CHUNK):
             hs, keys = two_way_shared_image(
                 self.transformer, image, tokens[start : start + _PROMPTS_PER_CHUNK], rows
@@ -205,14 +206,13 @@ class MaskDecoder(nn.Module):
             if keep is not None and not len(needed):
                 continue
             hyper = self._hypernetworks(hs[needed], chosen)
-            if keep is None and not torch.jit.is_tracing():  # straight into the result
-                upscale_masks(self.output_upscaling, keys, hyper, (h, w), out=masks[start : start + len(hs)])
-            elif keep is None:
+            if keep is not None:
+                upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
+                masks[start + needed] = upscaled.to(masks.dtype)
+            elif torch.jit.is_tracing():  # writes through views are not traced: assign the result
                 masks[start : start + len(hs)] = upscale_masks(self.output_upscaling, keys, hyper, (h, w))
-            else:
-                masks[start + needed] = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w)).to(
-                    masks.dtype
-                )
+            else:  # straight into the result, no intermediate copy
+                upscale_masks(self.output_upscaling, keys, hyper, (h, w), out=masks[start : start + len(hs)])
         return masks, torch.cat(ious)
 
     def _hypernetworks(self, hs: torch.Tensor, chosen: Sequence[int]) -> torch.Tensor:
