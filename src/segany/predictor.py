@@ -383,9 +383,10 @@ class SamPredictor:
         else:
             low_res, scores = self._decode_torch(state, points, boxes, mask_input, multimask_output, text)
         low_res, scores = low_res.float(), scores.float()
-        masks = self.model.postprocess_masks(low_res, state.input_size, state.original_size, self.exact)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
+        threshold = None if return_logits else self.model.mask_threshold
+        masks = self.model.postprocess_masks(
+            low_res, state.input_size, state.original_size, self.exact, threshold
+        )
         return masks, scores, low_res
 
     def _decode_torch(

@@ -51,6 +51,20 @@ def test_postprocess_masks_fast_mode_stays_close_to_the_exact_one():
     assert (fast - exact).abs().max() <= 1e-3 * exact.abs().max()
 
 
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("original", [(300, 410), (48, 64)])
+def test_postprocess_masks_thresholds_like_comparing_the_logits(exact, original):
+    from support import fixture_model
+
+    model = fixture_model()
+    low = F.interpolate(_logits().contiguous(), (64, 64), mode="bilinear", align_corners=False)
+    logits = model.postprocess_masks(low, (48, 64), original, exact=exact)
+    masks = model.postprocess_masks(low, (48, 64), original, exact=exact, threshold=0.25)
+    assert masks.dtype == torch.bool and masks.shape == logits.shape
+    assert torch.equal(masks, logits > 0.25)
+    assert 0 < masks.sum() < masks.numel()
+
+
 def test_predictor_resizes_exactly_only_in_float32():
     from segany import SamPredictor
     from support import fixture_model

@@ -21,6 +21,7 @@ own mask input.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -117,6 +118,7 @@ class SharedImage:
     """What the first two-way layer computes from the image alone, once for all prompts of a call."""
 
     keys: torch.Tensor  # 1 x N x C image tokens (embedding + dense prompt)
+    residual: torch.Tensor  # the keys in the dtype of the products (the first layer's residual)
     key_pe: torch.Tensor  # 1 x N x C positional encoding
     token_to_image_k: torch.Tensor  # 1 x H x N x d
     token_to_image_v: torch.Tensor  # 1 x H x N x d
@@ -133,10 +135,13 @@ def prepare_shared_image(
     k = keys + key_pe
     first = transformer.layers[0]
     to_image, to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+    token_to_image_k = _heads(to_image.k_proj(k), to_image.num_heads)
     return SharedImage(
         keys=keys,
+        # Under autocast an add of float32 keys to bfloat16 updates is ~4x slower than bf16 + bf16.
+        residual=keys.to(token_to_image_k.dtype),
         key_pe=key_pe,
-        token_to_image_k=_heads(to_image.k_proj(k), to_image.num_heads),
+        token_to_image_k=token_to_image_k,
         token_to_image_v=_heads(to_image.v_proj(keys), to_image.num_heads),
         image_to_token_q=_heads(to_token.q_proj(k), to_token.num_heads)[0].transpose(1, 2).contiguous(),
     )
@@ -151,7 +156,7 @@ def two_way_shared_image(
     attention depends on this: its other rows feed nothing.
     Returns tokens ``B x len(rows) x C`` and image keys ``B x N x C``.
     """
-    keys, key_pe = image.keys, image.key_pe
+    keys, key_pe = image.residual, image.key_pe
     queries, query_pe = tokens, tokens
     for index, layer in enumerate(transformer.layers):
         if layer.skip_first_layer_pe:
@@ -201,9 +206,9 @@ def upscale_masks(
         upscaling: ``ConvT(2x2, s2), LayerNorm2d, act, ConvT(2x2, s2), act`` of the decoder (its
             transposed convolutions :class:`PackedConvTranspose2x2`).
         keys: ``B x (h*w) x C`` image tokens; hyper_in: ``B x M x C/8``; size: ``(h, w)``.
-        out: where to write the result (any dtype; default a new tensor of the products' dtype): the
-            masks are put in raster order by the one copy into it. Not while tracing (ONNX export),
-            which does not record writes through views.
+        out: where to write the result (contiguous, any dtype; default a new tensor of the products'
+            dtype): the masks are gathered into raster order straight into it. Not while tracing (ONNX
+            export), which does not record writes through views.
     Returns:
         ``B x M x 4h x 4w`` mask logits (``out`` when given).
     """
@@ -220,17 +225,33 @@ def upscale_masks(
         # Each transposed convolution is one product giving every pixel's 2 x 2 output block.
         y = act1(F.layer_norm(conv1.blocks(x), (c1,), norm.weight, norm.bias, norm.eps))  # m x n x 4 x c1
         z = conv2.blocks(y, "gelu") if fused else act2(conv2.blocks(y))  # m x n x 4 x 4 x c2
-        hyper = hyper_in[start : start + _UPSCALE_CHUNK]
-        # Pixels as rows against the few masks: the large tensor is read once, in its own layout.
-        dots = torch.matmul(z.reshape(m, n * 16, c2), hyper.transpose(1, 2).to(z.dtype))
-        # n = (i, j); block (a1, b1); sub-block (a2, b2): pixel (4i + 2a1 + a2, 4j + 2b1 + b2).
-        dots = dots.view(m, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        hyper = hyper_in[start : start + _UPSCALE_CHUNK].to(z.dtype)
+        # The few masks against the pixels (the large tensor read in its own layout): m x M x (n*16),
+        # pixels in block order n = (i, j), block (a1, b1), sub-block (a2, b2), i.e. pixel
+        # (4i + 2a1 + a2, 4j + 2b1 + b2).
+        dots = torch.matmul(hyper, z.reshape(m, n * 16, c2).transpose(1, 2))
         if tracing:
+            dots = dots.view(m, -1, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
             pieces.append(dots.reshape(m, -1, 4 * h, 4 * w))
             continue
         if out is None:
             out = torch.empty(b, dots.shape[1], 4 * h, 4 * w, dtype=dots.dtype, device=dots.device)
-        out[start : start + m].view(m, -1, h, 2, 2, w, 2, 2).copy_(dots)
+        # Raster order by one gather (3x faster on the CPU than a copy through the 8-axis permutation).
+        planes = dots.to(out.dtype).view(-1, n * 16)
+        order = _raster_order(h, w, dots.device)
+        target = out[start : start + m].view(-1, n * 16)
+        if planes.requires_grad:  # out= is not differentiable
+            target.copy_(planes[:, order])
+        else:
+            torch.index_select(planes, 1, order, out=target)
     if tracing:
         return torch.cat(pieces)
     return out if out is not None else keys.new_empty(0, hyper_in.shape[1], 4 * h, 4 * w)
+
+
+@functools.lru_cache(maxsize=8)
+def _raster_order(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """For each pixel of a ``4h x 4w`` mask in raster order, its index in the block order of
+    :func:`upscale_masks` (``(i, j, a1, b1, a2, b2)`` -> row ``4i + 2a1 + a2``, column ``4j + 2b1 + b2``)."""
+    blocks = torch.arange(h * w * 16, device=device).view(h, w, 2, 2, 2, 2)
+    return blocks.permute(0, 2, 4, 1, 3, 5).reshape(-1)

@@ -191,9 +191,11 @@ class MaskDecoder(nn.Module):
         dtype = image.keys.dtype
         chosen = list(range(self.num_mask_tokens)[outputs])
         rows = [0, *(1 + i for i in chosen)]  # the IoU token and the returned masks' tokens
-        masks = torch.full(
-            (batch, len(chosen), 4 * h, 4 * w), float("nan"), device=tokens.device, dtype=dtype
-        )
+        shape = (batch, len(chosen), 4 * h, 4 * w)
+        if keep is None:  # every mask is written
+            masks = torch.empty(shape, device=tokens.device, dtype=dtype)
+        else:  # those of prompts not kept stay NaN
+            masks = torch.full(shape, float("nan"), device=tokens.device, dtype=dtype)
         ious = []
         for start in range(0, batch, _PROMPTS_PER_CHUNK):
             hs, keys = two_way_shared_image(

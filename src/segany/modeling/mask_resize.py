@@ -32,21 +32,32 @@ def resize_exact(masks: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(b, m, *size)
 
 
-def resize_fast(masks: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+def resize_fast(masks: torch.Tensor, size: tuple[int, ...], threshold: float | None = None) -> torch.Tensor:
     """:func:`resize_exact` by OpenCV's bilinear resize (same sample positions, weights rounded
     differently), for float32 masks on the CPU; elsewhere it is :func:`resize_exact`. ``B x M x h x w`` -> ``B x M x size``.
+
+    ``threshold``: return the bool masks ``resized > threshold`` instead of the logits; each plane is
+    compared while it is still in the CPU's cache and the full-size logits are never stored.
     """
     if masks.device.type != "cpu" or masks.dtype != torch.float32 or masks.requires_grad:
-        return resize_exact(masks, size)
+        resized = resize_exact(masks, size)
+        return resized if threshold is None else resized > threshold
     b, m, h, w = masks.shape
-    out = torch.empty(b * m, *size, dtype=torch.float32)
-    target = out.numpy()
     planes = masks.reshape(b * m, h, w).numpy()
-    for index in range(b * m):
-        cv2.resize(
-            np.ascontiguousarray(planes[index]),
-            (size[1], size[0]),
-            dst=target[index],
-            interpolation=cv2.INTER_LINEAR,
-        )
+    if threshold is None:
+        out = torch.empty(b * m, *size, dtype=torch.float32)
+        for index, target in enumerate(out.numpy()):
+            _resize_plane(planes[index], size, target)
+    else:
+        out = torch.empty(b * m, *size, dtype=torch.bool)
+        scratch = np.empty(size, dtype=np.float32)  # one plane, reused
+        for index, target in enumerate(out.numpy()):
+            np.greater(_resize_plane(planes[index], size, scratch), threshold, out=target)
     return out.view(b, m, *size)
+
+
+def _resize_plane(plane: np.ndarray, size: tuple[int, ...], out: np.ndarray) -> np.ndarray:
+    """Bilinear resize of one ``h x w`` float32 plane into ``out`` (``size``), OpenCV's way."""
+    return cv2.resize(
+        np.ascontiguousarray(plane), (size[1], size[0]), dst=out, interpolation=cv2.INTER_LINEAR
+    )

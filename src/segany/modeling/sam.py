@@ -146,8 +146,10 @@ class Sam(nn.Module):
         input_size: tuple[int, ...],
         original_size: tuple[int, ...],
         exact: bool = True,
+        threshold: float | None = None,
     ) -> torch.Tensor:
-        """``B x M x 4h x 4w`` logits -> ``B x M x H x W`` logits in the original frame.
+        """``B x M x 4h x 4w`` logits -> ``B x M x H x W`` logits in the original frame (bool masks
+        ``logits > threshold`` when ``threshold`` is given).
 
         Upsample to the padded square, cut the padding (``input_size`` = ``(h', w')``), then resize to
         ``original_size`` = ``(H, W)``; bilinear, ``align_corners=False`` both times (the official
@@ -164,9 +166,11 @@ class Sam(nn.Module):
         cols = min(low_w, math.ceil(input_size[1] / factor) + 1)
         masks = resize(masks[..., :rows, :cols], (rows * factor, cols * factor))
         masks = masks[..., : input_size[0], : input_size[1]]
-        if tuple(input_size) == tuple(original_size):
-            return masks
-        return resize(masks, tuple(original_size))
+        if tuple(input_size) != tuple(original_size):
+            if not exact:  # compares each plane with the threshold as it goes (no full-size logits)
+                return resize_fast(masks, tuple(original_size), threshold)
+            masks = resize_exact(masks, tuple(original_size))
+        return masks if threshold is None else masks > threshold
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a ``3 x h' x w'`` (or ``B x 3 x h' x w'``) image and pad it to ``img_size`` square."""
