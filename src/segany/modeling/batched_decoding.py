@@ -118,7 +118,6 @@ class SharedImage:
     """What the first two-way layer computes from the image alone, once for all prompts of a call."""
 
     keys: torch.Tensor  # 1 x N x C image tokens (embedding + dense prompt)
-    residual: torch.Tensor  # the keys in the dtype of the products (the first layer's residual)
     key_pe: torch.Tensor  # 1 x N x C positional encoding
     token_to_image_k: torch.Tensor  # 1 x H x N x d
     token_to_image_v: torch.Tensor  # 1 x H x N x d
@@ -135,13 +134,10 @@ def prepare_shared_image(
     k = keys + key_pe
     first = transformer.layers[0]
     to_image, to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
-    token_to_image_k = _heads(to_image.k_proj(k), to_image.num_heads)
     return SharedImage(
         keys=keys,
-        # Under autocast an add of float32 keys to bfloat16 updates is ~4x slower than bf16 + bf16.
-        residual=keys.to(token_to_image_k.dtype),
         key_pe=key_pe,
-        token_to_image_k=token_to_image_k,
+        token_to_image_k=_heads(to_image.k_proj(k), to_image.num_heads),
         token_to_image_v=_heads(to_image.v_proj(keys), to_image.num_heads),
         image_to_token_q=_heads(to_token.q_proj(k), to_token.num_heads)[0].transpose(1, 2).contiguous(),
     )
@@ -156,7 +152,7 @@ def two_way_shared_image(
     attention depends on this: its other rows feed nothing.
     Returns tokens ``B x len(rows) x C`` and image keys ``B x N x C``.
     """
-    keys, key_pe = image.residual, image.key_pe
+    keys, key_pe = image.keys, image.key_pe
     queries, query_pe = tokens, tokens
     for index, layer in enumerate(transformer.layers):
         if layer.skip_first_layer_pe:
@@ -185,12 +181,23 @@ def two_way_shared_image(
             queries = layer.norm3(queries + layer.mlp(queries))
             update = image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries)
             del k
-        keys = layer.norm4(update.add_(keys))  # the residual added in place: one fewer image-sized tensor
+        keys = layer.norm4(_residual(update, keys))
     if rows is not None:
         queries, query_pe = queries[:, rows], query_pe[:, rows]
     attn_out = tokens_to_image(transformer.final_attn_token_to_image, queries + query_pe, keys + key_pe, keys)
     queries = transformer.norm_final_attn(queries + attn_out)
     return queries, keys
+
+
+def _residual(update: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``update + keys`` in ``update``'s dtype, written into ``update`` (one fewer image-sized tensor).
+
+    Under autocast the first layer adds bfloat16 updates to the float32 image: PyTorch's mixed-type
+    add is several times slower than converting, adding in float32 and rounding back (same numbers).
+    """
+    if update.dtype == keys.dtype:
+        return update.add_(keys)
+    return update.copy_(update.to(keys.dtype).add_(keys))
 
 
 def upscale_masks(
