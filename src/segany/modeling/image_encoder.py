@@ -23,6 +23,9 @@ _BLOCKWISE_ABOVE = 1024
 _QUERY_BLOCK = 512
 # Windows per block of a windowed layer on the CPU (2 x 12 heads x 196 x 196 scores for vit_b).
 _WINDOWS_PER_BLOCK = 2
+# Query rows per bias block of a float32 global layer on the CPU, where the fused kernel runs (see
+# Attention._fused_bias_blocks): 1024 x 4096 x 4 bytes = 16 MiB, within a large last-level cache.
+_FUSED_QUERY_BLOCK = 1024
 
 
 class ImageEncoderViT(nn.Module):
@@ -225,6 +228,8 @@ class Attention(nn.Module):
             )
         rel_h = rel_h.view(batch, heads, tokens, height, 1)
         rel_w = rel_w.view(batch, heads, tokens, 1, width)
+        if _fused_bias_blocks(q, tokens):
+            return self._fused_bias_blocks(q, k, v, rel_h, rel_w)
         out = torch.empty_like(q)
         scaled = q * self.scale  # once: hundreds of small multiplications cost more in call overhead
         for block in _score_blocks(batch, heads, tokens):
@@ -235,6 +240,45 @@ class Attention(nn.Module):
             grid.add_(rel_h[block]).add_(rel_w[block])
             out[block] = torch.matmul(scores.softmax(dim=-1).to(q.dtype), values)
         return out
+
+    def _fused_bias_blocks(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor
+    ) -> torch.Tensor:
+        """Global float32 attention by the fused kernel, fed the bias ``_FUSED_QUERY_BLOCK`` query rows
+        of one head at a time (each block's two halves added into one reused buffer).
+
+        The kernel keeps its scores in small tiles; the explicit blocks above write, reread and
+        soft-max every 4 MiB block of float32 scores in memory, and slow down more than it when other
+        work competes for memory bandwidth (measured, vit_b global layer, 2 threads: 3-28% slower). In
+        bfloat16 the explicit blocks stay faster (the kernel's bfloat16 path is slow), and so do
+        windowed layers.
+        """
+        batch, heads, tokens, _ = q.shape
+        height, width = rel_h.shape[-2], rel_w.shape[-1]
+        out = torch.empty_like(q)
+        buffer = q.new_empty(min(_FUSED_QUERY_BLOCK, tokens), height, width)
+        for b in range(batch):
+            for h in range(heads):
+                for start in range(0, tokens, _FUSED_QUERY_BLOCK):
+                    rows = slice(start, start + _FUSED_QUERY_BLOCK)
+                    bias = buffer[: rel_h[b, h, rows].shape[0]]
+                    torch.add(rel_h[b, h, rows], rel_w[b, h, rows], out=bias)
+                    out[b, h, rows] = F.scaled_dot_product_attention(
+                        q[b, h, rows][None], k[b, h][None], v[b, h][None], attn_mask=bias.view(1, -1, tokens)
+                    )[0]
+        return out
+
+
+def _fused_bias_blocks(q: torch.Tensor, tokens: int) -> bool:
+    """Whether a global layer runs :meth:`Attention._fused_bias_blocks`: float32 on the CPU, not while
+    tracing (the export keeps the explicit blocks)."""
+    return (
+        tokens > _BLOCKWISE_ABOVE
+        and q.dtype == torch.float32
+        and q.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+    )
 
 
 def _blockwise(tokens: int, device: torch.device) -> bool:
