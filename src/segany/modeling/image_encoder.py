@@ -211,9 +211,10 @@ class Attention(nn.Module):
         block, or every head of ``_WINDOWS_PER_BLOCK`` windows -- gets its two bias halves added in
         place (no bias tensor is built) and its softmax taken before the next block: the arithmetic of
         the explicit reference computation, with two plain matrix products per block. On CPUs this
-        beats the fused attention kernel fed a bias (measured with 2 threads on AVX-512, vit_b: a
-        global block 1.3-1.6x in float32, 1.8x in bfloat16; a windowed attention layer, projections
-        included, 1.2x in both), which reads a bias built beforehand as a separate input.
+        beats the fused attention kernel fed the whole bias built beforehand (measured with 2 threads on
+        AVX-512, vit_b: a global block 1.3-1.6x in float32, 1.8x in bfloat16; a windowed attention
+        layer, projections included, 1.2x in both). Global float32 layers on the CPU feed the fused
+        kernel one block of bias at a time instead (:meth:`_fused_bias_blocks`), which is faster still.
         """
         batch, heads, tokens, dim = q.shape
         # Scores, bias and softmax in float32 whatever the precision of the products (as the fused
