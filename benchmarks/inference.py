@@ -7,7 +7,8 @@ prompts on one image (``predict_torch``, one point each, batches of 64, full-siz
 memory above the loaded model over ``set_image``, one click and one batch of 64 prompts (each path in its
 own process; later batches reuse the first one's memory), and agreement with the official fp32
 masks (mean / min mask IoU over the clicks) and embedding. Timed runs are interleaved round by round
-and each path keeps its best, so a machine that slows down during the run favours no path.
+and each path keeps its best, so a machine that slows down during the run favours no path; the range of
+each round's own ratios (official / path, times taken minutes apart at most) is printed too.
 
     python benchmarks/inference.py --model vit_b --size 1200x800 --threads 2
     python benchmarks/inference.py --paths fp32,bf16 --prompts 256 --compile
@@ -171,24 +172,27 @@ def main() -> None:
         diff = (predictor.get_image_embedding().float() - embedding).abs().max().item()
         agreement[name] = (float(np.mean(ious)), float(np.min(ious)), diff)
 
-    encoder = {n: float("inf") for n in names}
-    click = dict(encoder)
+    # Per round and path: encoder and click times (a path's figure is its best round).
+    encoder_rounds: dict[str, list[float]] = {n: [] for n in names}
+    click_rounds: dict[str, list[float]] = {n: [] for n in names}
     throughput = {n: 0.0 for n in names}
     for round_index in range(args.rounds):
         for name in names:
             predictor = predictors[name]
             start = time.perf_counter()
             predictor.set_image(image)
-            encoder[name] = min(encoder[name], time.perf_counter() - start)
+            encoder_rounds[name].append(time.perf_counter() - start)
             start = time.perf_counter()
             for c in clicks:
                 predictor.predict(c[None], label)
-            click[name] = min(click[name], (time.perf_counter() - start) / len(clicks))
+            click_rounds[name].append((time.perf_counter() - start) / len(clicks))
             if round_index == 0:  # one throughput run per path: the longest measurement
                 start = time.perf_counter()
                 _many_prompts(predictor, image, prompts)
                 throughput[name] = len(prompts) / (time.perf_counter() - start)
     memory = {n: float("nan") if args.no_memory else _memory(args, n) for n in names}
+    encoder = {n: min(times) for n, times in encoder_rounds.items()}
+    click = {n: min(times) for n, times in click_rounds.items()}
 
     h, w = image.shape[:2]
     print(
@@ -208,6 +212,18 @@ def main() -> None:
             f" {mean_iou:9.4f}/{min_iou:.4f} {diff:10.1e}"
         )
     print("x = official / path time (throughput: path / official); IoU against the official fp32 masks")
+    # The machine's speed drifts during a run; a round's ratio compares times taken minutes apart at most.
+    print("ratios within each round (official's time that round / the path's), lowest-highest:")
+    for name in names[1:]:
+        spans = [
+            _span([o / p for o, p in zip(rounds["official"], rounds[name], strict=True)])
+            for rounds in (encoder_rounds, click_rounds)
+        ]
+        print(f"{name:9s} encoder {spans[0]}  click {spans[1]}")
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}x"
 
 
 if __name__ == "__main__":
