@@ -229,7 +229,7 @@ class Attention(nn.Module):
             )
         rel_h = rel_h.view(batch, heads, tokens, height, 1)
         rel_w = rel_w.view(batch, heads, tokens, 1, width)
-        if _fused_bias_blocks(q, tokens):
+        if _use_fused_bias_blocks(q, tokens):
             return self._fused_bias_blocks(q, k, v, rel_h, rel_w)
         out = torch.empty_like(q)
         scaled = q * self.scale  # once: hundreds of small multiplications cost more in call overhead
@@ -258,19 +258,16 @@ class Attention(nn.Module):
         height, width = rel_h.shape[-2], rel_w.shape[-1]
         out = torch.empty_like(q)
         buffer = q.new_empty(min(_FUSED_QUERY_BLOCK, tokens), height, width)
-        for b in range(batch):
-            for h in range(heads):
-                for start in range(0, tokens, _FUSED_QUERY_BLOCK):
-                    rows = slice(start, start + _FUSED_QUERY_BLOCK)
-                    bias = buffer[: rel_h[b, h, rows].shape[0]]
-                    torch.add(rel_h[b, h, rows], rel_w[b, h, rows], out=bias)
-                    out[b, h, rows] = F.scaled_dot_product_attention(
-                        q[b, h, rows][None], k[b, h][None], v[b, h][None], attn_mask=bias.view(1, -1, tokens)
-                    )[0]
+        for b, h, rows in _score_blocks(batch, heads, tokens, _FUSED_QUERY_BLOCK):
+            row_h = rel_h[b, h, rows]
+            bias = torch.add(row_h, rel_w[b, h, rows], out=buffer[: row_h.shape[0]])
+            out[b, h, rows] = F.scaled_dot_product_attention(
+                q[b, h, rows][None], k[b, h][None], v[b, h][None], attn_mask=bias.view(1, -1, tokens)
+            )[0]
         return out
 
 
-def _fused_bias_blocks(q: torch.Tensor, tokens: int) -> bool:
+def _use_fused_bias_blocks(q: torch.Tensor, tokens: int) -> bool:
     """Whether a global layer runs :meth:`Attention._fused_bias_blocks`: float32 on the CPU, not while
     tracing (the export keeps the explicit blocks)."""
     return (
@@ -291,16 +288,18 @@ def _blockwise(tokens: int, device: torch.device) -> bool:
     return device.type == "cpu" and not torch.jit.is_tracing() and not torch.jit.is_scripting()
 
 
-def _score_blocks(batch: int, heads: int, tokens: int) -> list[tuple[int | slice, ...]]:
+def _score_blocks(
+    batch: int, heads: int, tokens: int, query_block: int = _QUERY_BLOCK
+) -> list[tuple[int | slice, ...]]:
     """Index tuples ``(batch, head, query rows)`` of the score blocks of
-    :meth:`Attention._blockwise_attention`: one head and ``_QUERY_BLOCK`` rows of a global layer, or
+    :meth:`Attention._blockwise_attention`: one head and ``query_block`` rows of a global layer, or
     ``_WINDOWS_PER_BLOCK`` windows with every head and row of a windowed one."""
     if tokens > _BLOCKWISE_ABOVE:
         return [
-            (b, h, slice(start, start + _QUERY_BLOCK))
+            (b, h, slice(start, start + query_block))
             for b in range(batch)
             for h in range(heads)
-            for start in range(0, tokens, _QUERY_BLOCK)
+            for start in range(0, tokens, query_block)
         ]
     every = slice(None)
     return [(slice(b, b + _WINDOWS_PER_BLOCK), every, every) for b in range(0, batch, _WINDOWS_PER_BLOCK)]
