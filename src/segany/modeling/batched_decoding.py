@@ -235,8 +235,9 @@ def upscale_masks(
         hyper = hyper_in[start : start + _UPSCALE_CHUNK].to(z.dtype)
         # The few masks against the pixels (the large tensor read in its own layout): m x M x (n*16),
         # pixels in block order n = (i, j), block (a1, b1), sub-block (a2, b2), i.e. pixel
-        # (4i + 2a1 + a2, 4j + 2b1 + b2).
-        dots = torch.matmul(hyper, z.reshape(m, n * 16, c2).transpose(1, 2))
+        # (4i + 2a1 + a2, 4j + 2b1 + b2). bmm, not matmul: for one prompt matmul folds this into a 2-D
+        # product that first copies the transposed pixels in bfloat16 (1.2 ms instead of 0.35).
+        dots = torch.bmm(hyper, z.reshape(m, n * 16, c2).transpose(1, 2))
         if tracing:
             dots = dots.view(m, -1, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
             pieces.append(dots.reshape(m, -1, 4 * h, 4 * w))
