@@ -8,9 +8,10 @@ import pickle
 import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention as OfficialAttention
+from segment_anything.modeling.image_encoder import Block as OfficialBlock
 
 from segany.modeling.common import MLPBlock
-from segany.modeling.image_encoder import Attention
+from segany.modeling.image_encoder import Attention, Block, window_partition
 from segany.modeling.packed_linear import PackedLinear
 from segany.runtime import compute_context
 
@@ -55,6 +56,39 @@ def test_windowed_attention_blocks_match_official(windows):
     assert got.abs().max() > 0.5
     assert (got - expected).abs().max() <= 1e-4
     assert (traced - expected).abs().max() <= 1e-4
+
+
+# Grids that windows of 14 do not tile: padding at the bottom and right, both, or only one of them.
+@pytest.mark.parametrize("grid", [(20, 20), (14, 23), (9, 28), (30, 31)])
+def test_windowed_block_with_padding_matches_official(grid):
+    """Projections on the real tokens only, the padding tokens' q, k, v put in as the qkv bias."""
+    torch.manual_seed(0)
+    ours = Block(96, 3, 4.0, qkv_bias=True, use_rel_pos=True, window_size=14, input_size=grid)
+    theirs = OfficialBlock(96, 3, qkv_bias=True, use_rel_pos=True, window_size=14, input_size=grid)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0, 0.1)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, *grid, 96)
+    with torch.inference_mode():
+        expected = theirs.eval()(x)
+        got = ours.eval()(x)
+        traced = torch.jit.trace(ours, x)(x)  # the ONNX export pads by concatenation instead
+    assert got.abs().max() > 0.5
+    assert (got - expected).abs().max() <= 1e-4
+    assert (traced - expected).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (5, 9), (14, 28), (3, 3)])
+def test_window_partition_pads_with_the_given_token(grid):
+    x = torch.randn(2, *grid, 6)
+    fill = torch.randn(6)
+    got, padded_hw = window_partition(x, 7, fill)
+    padded = fill.expand(2, *padded_hw, 6).clone()
+    padded[:, : grid[0], : grid[1]] = x
+    want, want_hw = window_partition(padded, 7)
+    assert padded_hw == want_hw == (-(-grid[0] // 7) * 7, -(-grid[1] // 7) * 7)
+    assert torch.equal(got, want)
 
 
 def test_blockwise_global_attention_in_bfloat16_stays_close():
