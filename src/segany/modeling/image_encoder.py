@@ -180,8 +180,7 @@ class Attention(nn.Module):
         """
         height, width = x.shape[1], x.shape[2]
         qkv = self.qkv(x)
-        zero_token = None if self.qkv.bias is None else self.qkv.bias.to(qkv.dtype)
-        windows, padded_hw = window_partition(qkv, window_size, zero_token)
+        windows, padded_hw = window_partition(qkv, window_size, self.qkv.bias)  # no bias: zeros
         out = window_unpartition(self._attend(windows), window_size, padded_hw, (height, width))
         return self.proj(out)
 
@@ -332,10 +331,10 @@ def window_partition(
     pad_w = (window_size - width % window_size) % window_size
     hp, wp = height + pad_h, width + pad_w
     if (pad_h or pad_w) and fill is not None:
-        if not torch.jit.is_tracing():
-            return _partition_filled(x, window_size, fill.to(x.dtype)), (hp, wp)
-        # Writes through views are not recorded by the ONNX export: pad by concatenation.
         fill = fill.to(x.dtype)
+        if not torch.jit.is_tracing():
+            return _partition_filled(x, window_size, fill), (hp, wp)
+        # Writes through views are not recorded by the ONNX export: pad by concatenation.
         x = torch.cat([x, fill.expand(batch, pad_h, width, channels)], dim=1)
         x = torch.cat([x, fill.expand(batch, hp, pad_w, channels)], dim=2)
     elif pad_h or pad_w:
