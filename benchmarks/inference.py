@@ -12,6 +12,11 @@ each round's own ratios (official / path, times taken minutes apart at most) is 
 
     python benchmarks/inference.py --model vit_b --size 1200x800 --threads 2
     python benchmarks/inference.py --paths fp32,bf16 --prompts 256 --compile
+    python benchmarks/inference.py --device cuda --paths fp32,bf16 --compile   # on a GPU
+
+On a GPU (``--device cuda``) the times wait for the device (``torch.cuda.synchronize``), the memory column
+is PyTorch's peak CUDA allocation, and the ONNX Runtime paths are not offered (segany's ONNX Runtime
+backend runs on the CPU).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from measure import PeakRss
+from measure import PeakCuda, PeakRss
 from segany import SamPredictor
 from segany.config import TinyViTConfig
 from segany.variants import VARIANTS
@@ -38,7 +43,7 @@ PATHS = ("fp32", "bf16", "compiled", "ort", "int8")
 _BATCH = 64
 
 
-def _models(model: str):
+def _models(model: str, device: torch.device):
     config = VARIANTS[model]
     if isinstance(config.encoder, TinyViTConfig):
         from mobile_sam import SamPredictor as OfficialPredictor
@@ -48,11 +53,11 @@ def _models(model: str):
         from segment_anything import SamPredictor as OfficialPredictor
 
         ours, official = twin_models(config, seed=0)
-    return ours, official, OfficialPredictor
+    return ours.to(device), official.to(device), OfficialPredictor
 
 
-def _predictors(model: str, paths: list[str]) -> dict[str, object]:
-    ours, official, official_predictor = _models(model)
+def _predictors(model: str, paths: list[str], device: torch.device) -> dict[str, object]:
+    ours, official, official_predictor = _models(model, device)
     made: dict[str, object] = {"official": official_predictor(official)}
     options = {
         "fp32": dict(),
@@ -87,7 +92,16 @@ def _many_prompts(predictor, image: np.ndarray, points: np.ndarray) -> None:
         chunk = points[start : start + _BATCH]
         coords = torch.as_tensor(transform.apply_coords(chunk, image.shape[:2]), dtype=torch.float)[:, None]
         labels = torch.ones(len(chunk), 1, dtype=torch.int)
-        predictor.predict_torch(coords, labels, multimask_output=True)
+        predictor.predict_torch(
+            coords.to(predictor.device), labels.to(predictor.device), multimask_output=True
+        )
+    _wait(predictor.device)
+
+
+def _wait(device: torch.device) -> None:
+    """Let a GPU finish its queued work, so that a timer stopped next measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,6 +112,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def _memory(args: argparse.Namespace, path: str) -> float:
     """Peak MiB above the loaded models for one path, in a fresh process (allocators keep freed memory)."""
     command = [sys.executable, __file__, "--memory-of", path, "--model", args.model, "--prompts", "64"]
+    command += ["--device", args.device]
     if args.size:
         command += ["--size", args.size]
     if args.threads:
@@ -111,10 +126,11 @@ def _memory(args: argparse.Namespace, path: str) -> float:
 
 def _memory_child(args: argparse.Namespace) -> None:
     path = args.memory_of
-    predictors = _predictors(args.model, [] if path == "official" else [path])
+    device = torch.device(args.device)
+    predictors = _predictors(args.model, [] if path == "official" else [path], device)
     predictor = predictors[path]
     image = _image(args.size)
-    with PeakRss() as memory:
+    with PeakCuda(device) if device.type == "cuda" else PeakRss() as memory:
         predictor.set_image(image)
         predictor.predict(_clicks(image, 1, 0), np.array([1]))
         _many_prompts(predictor, image, _clicks(image, args.prompts, 1))
@@ -125,7 +141,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b", choices=sorted(VARIANTS))
     parser.add_argument(
-        "--paths", default="fp32,bf16,ort,int8", help=f"comma-separated, of {','.join(PATHS)}"
+        "--paths",
+        default=None,
+        help=f"comma-separated, of {','.join(PATHS)} (default: fp32,bf16,ort,int8; on a GPU fp32,bf16)",
     )
     parser.add_argument("--compile", action="store_true", help="add the torch.compile path (slow to build)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best kept)")
@@ -134,6 +152,7 @@ def main() -> None:
     parser.add_argument("--size", default="1200x800", help="WxH the photo is resized to (about 1 megapixel)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-path memory processes")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -141,14 +160,27 @@ def main() -> None:
     if args.memory_of:
         _memory_child(args)
         return
-    paths = [p for p in args.paths.split(",") if p]
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r} is not a device; use cpu, cuda or cuda:N.")
+    on_gpu = device.type == "cuda"
+    paths = [p for p in (args.paths or ("fp32,bf16" if on_gpu else "fp32,bf16,ort,int8")).split(",") if p]
     if args.compile and "compiled" not in paths:
         paths.append("compiled")
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
         parser.error(f"unknown paths {unknown}; choose from {','.join(PATHS)}")
+    if on_gpu:
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: PyTorch sees no CUDA device here.")
+        cpu_only = sorted(set(paths) & {"ort", "int8"})
+        if cpu_only:
+            parser.error(
+                f"paths {cpu_only} run on the CPU only; leave them out of --paths with --device cuda."
+            )
 
-    predictors = _predictors(args.model, paths)
+    predictors = _predictors(args.model, paths, device)
     names = list(predictors)
     image = _image(args.size)
     clicks = _clicks(image, args.clicks, 0)
@@ -181,6 +213,7 @@ def main() -> None:
             predictor = predictors[name]
             start = time.perf_counter()
             predictor.set_image(image)
+            _wait(device)
             encoder_rounds[name].append(time.perf_counter() - start)
             start = time.perf_counter()
             for c in clicks:
@@ -197,7 +230,7 @@ def main() -> None:
     h, w = image.shape[:2]
     print(
         f"model {args.model} (random weights), image {w}x{h}, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}, best of {args.rounds} interleaved rounds"
+        f"threads {torch.get_num_threads()}, best of {args.rounds} interleaved rounds, device {_device_name(device)}"
     )
     print(
         f"{'path':9s} {'encoder s':>9s} {'click ms':>9s} {'prompts/s':>10s} {'peak MiB':>9s}"
@@ -220,6 +253,10 @@ def main() -> None:
             for rounds in (encoder_rounds, click_rounds)
         ]
         print(f"{name:9s} encoder {spans[0]}  click {spans[1]}")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _span(values: list[float]) -> str:

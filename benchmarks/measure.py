@@ -47,3 +47,28 @@ class PeakRss:
     @property
     def extra_mib(self) -> float:
         return (self.peak - self.base) / 2**20
+
+
+class PeakCuda:
+    """Peak CUDA memory allocated by PyTorch while the block runs, above what was allocated before."""
+
+    def __init__(self, device: object) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = device
+
+    def __enter__(self) -> PeakCuda:
+        cuda = self._torch.cuda
+        cuda.synchronize(self.device)
+        self.base = cuda.memory_allocated(self.device)
+        cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._torch.cuda.synchronize(self.device)
+        self.peak = self._torch.cuda.max_memory_allocated(self.device)
+
+    @property
+    def extra_mib(self) -> float:
+        return (self.peak - self.base) / 2**20
