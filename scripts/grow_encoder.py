@@ -1,6 +1,6 @@
 """Deepen a trained model's ViT image encoder without changing what it computes (see segany.training.grow).
 
-    python scripts/grow_encoder.py runs/default_model_stage3/model.safetensors runs/default_model_stage4/start.safetensors --global-new 5
+    python scripts/grow_encoder.py runs/default_model_stage3/model.safetensors runs/grown/start.safetensors --global-new 5
 
 A new identity block goes after each block listed in ``--after`` (default: every block); it is windowed
 unless its number (0, 1, ... among the new blocks) is listed in ``--global-new``. The grown model's

@@ -1,4 +1,4 @@
-"""Growing the encoder keeps the model's answers and trains: the bundled model's stage 4 starts from it."""
+"""Growing a trained encoder keeps the model's answers, and the new blocks train."""
 
 from __future__ import annotations
 

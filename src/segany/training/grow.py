@@ -3,9 +3,9 @@
 A new block goes after each chosen block. Its two output projections (attention ``proj`` and the MLP's
 second layer) start at zero, so the new block adds nothing to its residual stream: the grown model's
 embeddings, and so its masks, equal the old model's. Training then moves the new blocks away from the
-identity (the zero-initialised residual branches of ReZero and LayerScale). Used by the bundled model's
-stage 4 (``scripts/grow_encoder.py``): more capacity for a model that underfits, without losing the
-training it already had.
+identity (the zero-initialised residual branches of ReZero and LayerScale). ``scripts/grow_encoder.py``
+does it to a checkpoint: more capacity for a model that underfits, without losing the training it
+already had.
 """
 
 from __future__ import annotations
