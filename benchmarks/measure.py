@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import torch
+
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
     """Best of ``repeats`` wall-clock seconds of ``fn()`` (the best is the least disturbed by other load)."""
@@ -52,22 +54,18 @@ class PeakRss:
 class PeakCuda:
     """Peak CUDA memory allocated by PyTorch while the block runs, above what was allocated before."""
 
-    def __init__(self, device: object) -> None:
-        import torch
-
-        self._torch = torch
+    def __init__(self, device: torch.device) -> None:
         self.device = device
 
     def __enter__(self) -> PeakCuda:
-        cuda = self._torch.cuda
-        cuda.synchronize(self.device)
-        self.base = cuda.memory_allocated(self.device)
-        cuda.reset_peak_memory_stats(self.device)
+        torch.cuda.synchronize(self.device)
+        self.base = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._torch.cuda.synchronize(self.device)
-        self.peak = self._torch.cuda.max_memory_allocated(self.device)
+        torch.cuda.synchronize(self.device)
+        self.peak = torch.cuda.max_memory_allocated(self.device)
 
     @property
     def extra_mib(self) -> float:

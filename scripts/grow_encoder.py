@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--global-new", default="", help="comma-separated numbers of new blocks made global")
     parser.add_argument("--seed", type=int, default=0, help="initialisation of the new blocks' other weights")
     args = parser.parse_args()
-    model = build_sam(checkpoint=args.weights, device="cpu").float()
+    model = build_sam(checkpoint=args.weights, device="cpu")
     depth = model.config.encoder.depth
     after = _indices(args.after) if args.after else list(range(depth))
     try:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..build import sam_from_config
 from ..config import ImageEncoderConfig
 from ..modeling import Sam
 
@@ -34,8 +35,6 @@ def grow_encoder(model: Sam, after: Sequence[int], global_new: Sequence[int] = (
     Raises:
         ValueError: for a model without a ViT encoder config, or indices out of range.
     """
-    from ..build import build_sam
-
     config = model.config
     encoder = config.encoder if config is not None else None
     if not isinstance(encoder, ImageEncoderConfig):
@@ -61,7 +60,7 @@ def grow_encoder(model: Sam, after: Sequence[int], global_new: Sequence[int] = (
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        grown = build_sam(dataclasses.replace(config, encoder=grown_encoder), device=device)
+        grown = sam_from_config(dataclasses.replace(config, encoder=grown_encoder)).to(device)
     state = grown.state_dict()
     prefix = "image_encoder.blocks."
     for name, value in model.state_dict().items():
