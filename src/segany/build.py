@@ -10,14 +10,30 @@ import torch
 from torch import nn
 
 from .checkpoints import check_fits, infer_config, load_weights, read_checkpoint
-from .config import EncoderConfig, ImageEncoderConfig, SamConfig
-from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+from .config import EfficientNetLiteConfig, EncoderConfig, ImageEncoderConfig, SamConfig
+from .modeling import (
+    EfficientNetLiteEncoder,
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TinyViT,
+    TwoWayTransformer,
+)
 from .runtime import resolve_device, resolve_dtype
 from .variants import VARIANTS, bundled_checkpoint, resolve_variant
 
 
-def image_encoder_from_config(e: EncoderConfig) -> ImageEncoderViT | TinyViT:
-    """The image encoder ``e`` describes: SAM's ViT or MobileSAM's TinyViT."""
+def image_encoder_from_config(e: EncoderConfig) -> ImageEncoderViT | TinyViT | EfficientNetLiteEncoder:
+    """The image encoder ``e`` describes: SAM's ViT, MobileSAM's TinyViT or an EfficientNet-Lite."""
+    if isinstance(e, EfficientNetLiteConfig):
+        return EfficientNetLiteEncoder(
+            img_size=e.img_size,
+            variant=e.variant,
+            out_stride=e.out_stride,
+            neck_dim=e.neck_dim,
+            out_chans=e.out_chans,
+        )
     if isinstance(e, ImageEncoderConfig):
         return ImageEncoderViT(
             img_size=e.img_size,

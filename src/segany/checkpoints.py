@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .config import EncoderConfig, ImageEncoderConfig, SamConfig, TinyViTConfig
+from .config import EfficientNetLiteConfig, EncoderConfig, ImageEncoderConfig, SamConfig, TinyViTConfig
 from .errors import CheckpointError
 from .variants import VARIANTS, variant_of
 
@@ -223,6 +223,11 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], base: SamConfig | None 
     (default: the official values).
     """
     base = base or SamConfig()
+    if "image_encoder.backbone.conv_stem.weight" in state_dict:
+        raise CheckpointError(
+            "The checkpoint holds an EfficientNet-Lite SAM without its configuration; save such models as "
+            ".safetensors (segany.save_checkpoint(model, 'm.safetensors', config=model.config))."
+        )
     try:
         return _infer(state_dict, base)
     except (KeyError, IndexError, ValueError, ZeroDivisionError) as exc:
@@ -336,6 +341,8 @@ def describe(config: SamConfig) -> str:
     if name:
         return name
     e = config.encoder
+    if isinstance(e, EfficientNetLiteConfig):
+        return f"a custom {e.variant} model (out_stride={e.out_stride}, img_size={e.img_size})"
     if isinstance(e, TinyViTConfig):
         return f"a custom TinyViT model (embed_dims={e.embed_dims}, depths={e.depths}, img_size={e.img_size})"
     return f"a custom model (embed_dim={e.embed_dim}, depth={e.depth}, img_size={e.img_size})"

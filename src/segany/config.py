@@ -73,11 +73,51 @@ class TinyViTConfig:
         return self.img_size // (4 * 2 ** (len(self.embed_dims) - 2))
 
 
-EncoderConfig = ImageEncoderConfig | TinyViTConfig
-ENCODER_KINDS: dict[str, type[ImageEncoderConfig] | type[TinyViTConfig]] = {
+@dataclass(frozen=True)
+class EfficientNetLiteConfig:
+    """An EfficientNet-Lite backbone (Tan & Le, 2019; timm's ``efficientnet_lite0``..``4``) with a
+    feature-pyramid neck that fuses its stride-8, -16 and -32 features into SAM's image embedding.
+
+    For small SAMs on an ImageNet-pretrained CNN (segany's bundled model). The embedding grid is
+    ``img_size / out_stride``; ``neck_dim`` is the width of the pyramid's lateral and top-down path.
+    """
+
+    kind: ClassVar[str] = "efficientnet_lite"
+
+    img_size: int = 512
+    variant: str = "efficientnet_lite0"
+    out_stride: int = 16
+    neck_dim: int = 128
+    out_chans: int = 256
+
+    def __post_init__(self) -> None:
+        if self.variant not in EFFICIENTNET_LITE_VARIANTS:
+            raise ValueError(
+                f"Unknown EfficientNet-Lite variant {self.variant!r}; choose one of: "
+                f"{', '.join(EFFICIENTNET_LITE_VARIANTS)}."
+            )
+        if self.out_stride not in (8, 16, 32):
+            raise ValueError(f"out_stride must be 8, 16 or 32 (a pyramid level), got {self.out_stride}.")
+        if self.img_size % 32:
+            raise ValueError(f"img_size must be a multiple of 32 (the backbone's stride), got {self.img_size}.")
+
+    @property
+    def embedding_grid(self) -> int:
+        """Side of the image-embedding grid."""
+        return self.img_size // self.out_stride
+
+
+EFFICIENTNET_LITE_VARIANTS = tuple(f"efficientnet_lite{i}" for i in range(5))
+
+EncoderConfig = ImageEncoderConfig | TinyViTConfig | EfficientNetLiteConfig
+ENCODER_KINDS: dict[str, type[ImageEncoderConfig] | type[TinyViTConfig] | type[EfficientNetLiteConfig]] = {
     ImageEncoderConfig.kind: ImageEncoderConfig,
     TinyViTConfig.kind: TinyViTConfig,
+    EfficientNetLiteConfig.kind: EfficientNetLiteConfig,
 }
+
+# Priors the decoder's mask logits start from (added to its output; see segany.modeling.box_prior).
+BOX_PRIORS = ("none", "ellipse")
 
 
 @dataclass(frozen=True)
@@ -98,8 +138,17 @@ class SamConfig:
     # Width of the text/image embeddings (CLIP's, e.g. 512 or 768) the prompt encoder projects to one
     # sparse token (paper section 7.5, appendix D.5); 0 means no text path, as in the official models.
     text_embed_dim: int = 0
+    # "ellipse": a box prompt adds the logits of the ellipse inscribed in the box to every mask the
+    # decoder returns, so the decoder learns a correction of what the box already says (see
+    # segany.modeling.box_prior); "none" (the official models): masks are the decoder's alone.
+    box_prior: str = "none"
+    # Defaults of the automatic mask generator that fit this model (GeneratorConfig field -> value),
+    # for models whose predicted IoU is calibrated on another scale than SAM's; empty: SAM's defaults.
+    generator_defaults: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.box_prior not in BOX_PRIORS:
+            raise ValueError(f"box_prior must be one of {', '.join(BOX_PRIORS)}, got {self.box_prior!r}.")
         if self.encoder.out_chans != self.prompt_embed_dim:
             raise ValueError(
                 f"encoder.out_chans ({self.encoder.out_chans}) must equal prompt_embed_dim ({self.prompt_embed_dim}): "
@@ -111,7 +160,7 @@ class SamConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values; ``encoder["kind"]`` names the encoder type (``vit`` or ``tiny_vit``)."""
+        """Plain values; ``encoder["kind"]`` names the encoder type (``vit``, ``tiny_vit``, ``efficientnet_lite``)."""
         data = dataclasses.asdict(self)
         data["encoder"]["kind"] = self.encoder.kind
         return data
@@ -133,6 +182,10 @@ class SamConfig:
         for key in ("pixel_mean", "pixel_std"):
             if key in data:
                 data[key] = tuple(data[key])
+        if "generator_defaults" in data:
+            pairs = data["generator_defaults"]
+            pairs = pairs.items() if isinstance(pairs, dict) else pairs
+            data["generator_defaults"] = tuple((str(k), float(v)) for k, v in pairs)
         return cls(encoder=ENCODER_KINDS[kind](**encoder), **data)
 
     @classmethod

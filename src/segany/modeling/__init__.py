@@ -1,6 +1,7 @@
 """Pure ``nn.Module``s of SAM: no I/O, no predictor state."""
 
 from .common import MLP, LayerNorm2d, MLPBlock
+from .efficientnet_lite import EfficientNetLiteEncoder
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PositionEmbeddingRandom, PromptEncoder
@@ -9,6 +10,7 @@ from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
 __all__ = [
+    "EfficientNetLiteEncoder",
     "MLP",
     "ImageEncoderViT",
     "LayerNorm2d",

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SamConfig
+from .box_prior import ellipse_logits
+from .efficientnet_lite import EfficientNetLiteEncoder
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .mask_resize import resize_exact, resize_fast
@@ -31,7 +33,7 @@ class Sam(nn.Module):
 
     def __init__(
         self,
-        image_encoder: ImageEncoderViT | TinyViT,
+        image_encoder: ImageEncoderViT | TinyViT | EfficientNetLiteEncoder,
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
         pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
@@ -130,7 +132,7 @@ class Sam(nn.Module):
         keeps image-only work between calls; used only for prompts without a mask input.
         """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks, text=text)
-        return self.mask_decoder(
+        low_res, iou = self.mask_decoder(
             image_embeddings=image_embeddings,
             image_pe=self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -139,6 +141,15 @@ class Sam(nn.Module):
             min_iou=min_iou,
             image_cache=image_cache if masks is None else None,
         )
+        if boxes is not None and self.box_prior == "ellipse":
+            prior = ellipse_logits(boxes, low_res.shape[-1], self.img_size)
+            low_res = low_res + prior.to(low_res.dtype)
+        return low_res, iou
+
+    @property
+    def box_prior(self) -> str:
+        """The prior a box prompt adds to the masks (``SamConfig.box_prior``; "none" for official models)."""
+        return self.config.box_prior if self.config is not None else "none"
 
     def postprocess_masks(
         self,

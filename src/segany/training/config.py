@@ -72,6 +72,9 @@ class TrainConfig:
     # prefixes, e.g. "prompt_encoder.text_projection" to add a text path to a model trained without).
     new_parts: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
+    # Start an EfficientNet-Lite encoder's backbone from ImageNet weights (segany.training.pretrained);
+    # only for a model trained without a checkpoint.
+    imagenet_encoder: bool = False
     # Schedule (in optimiser steps).
     steps: int = 90_000
     warmup_steps: int = 250
@@ -114,6 +117,10 @@ class TrainConfig:
             raise TrainConfigError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}.")
         if not 0 < self.max_mask_area <= 1:
             raise TrainConfigError(f"max_mask_area is a fraction in (0, 1], got {self.max_mask_area}.")
+        if self.imagenet_encoder and self.checkpoint is not None:
+            raise TrainConfigError(
+                "imagenet_encoder starts a new model's encoder from ImageNet weights; with a checkpoint, drop it."
+            )
         if self.new_parts and self.checkpoint is None:
             raise TrainConfigError(
                 "new_parts names parts missing from a checkpoint: give the checkpoint too."

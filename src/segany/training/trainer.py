@@ -62,10 +62,20 @@ def build_model(config: TrainConfig) -> Sam:
         return _with_new_parts(architecture, config.checkpoint, config.new_parts)
     if config.checkpoint is not None:
         return build_sam(architecture, checkpoint=config.checkpoint, device="cpu")
-    if isinstance(architecture, str):
-        return build_sam(architecture, device="cpu")
-    assert architecture is not None
-    return sam_from_config(architecture)
+    model = build_sam(architecture, device="cpu") if isinstance(architecture, str) else None
+    if model is None:
+        assert architecture is not None
+        model = sam_from_config(architecture)
+    if config.imagenet_encoder:
+        from ..modeling import EfficientNetLiteEncoder
+        from .pretrained import load_imagenet_backbone
+
+        encoder = model.image_encoder
+        if not isinstance(encoder, EfficientNetLiteEncoder):
+            raise TrainConfigError("imagenet_encoder needs an efficientnet_lite encoder in [model_config].")
+        assert model.config is not None
+        load_imagenet_backbone(encoder, model.config.encoder.variant)  # type: ignore[union-attr]
+    return model
 
 
 def _with_new_parts(architecture: str | SamConfig | None, checkpoint: str, prefixes: Sequence[str]) -> Sam:
