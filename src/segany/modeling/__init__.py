@@ -10,8 +10,8 @@ from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
 __all__ = [
-    "EfficientNetLiteEncoder",
     "MLP",
+    "EfficientNetLiteEncoder",
     "ImageEncoderViT",
     "LayerNorm2d",
     "MLPBlock",
