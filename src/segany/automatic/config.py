@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+
+# Options a model may give its own defaults for (``SamConfig.generator_defaults``: a small model's
+# predicted IoU is calibrated on its own scale), with SAM's values, used for models that give none.
+MODEL_TUNED_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
 
 
 @dataclass(frozen=True)
@@ -16,10 +22,17 @@ class GeneratorConfig:
         default=32, metadata={"help": "grid points per image side (None: use point_grids)"}
     )
     points_per_batch: int = field(default=64, metadata={"help": "points decoded together (bounds memory)"})
-    pred_iou_thresh: float = field(
-        default=0.88, metadata={"help": "keep masks whose predicted IoU is above this"}
+    pred_iou_thresh: float | None = field(
+        default=None,
+        metadata={
+            "help": "keep masks whose predicted IoU is above this",
+            "default_text": "the model's; 0.88 for SAM's",
+        },
     )
-    stability_score_thresh: float = field(default=0.95, metadata={"help": "keep masks at least this stable"})
+    stability_score_thresh: float | None = field(
+        default=None,
+        metadata={"help": "keep masks at least this stable", "default_text": "the model's; 0.95 for SAM's"},
+    )
     stability_score_offset: float = field(
         default=1.0, metadata={"help": "logit offset of the stability score"}
     )
@@ -59,6 +72,9 @@ class GeneratorConfig:
         for name in ("box_nms_thresh", "crop_nms_thresh"):
             _check(0.0 <= getattr(self, name) <= 1.0, f"{name} must lie in [0, 1]")
         _check(self.min_mask_region_area >= 0, "min_mask_region_area must be 0 or more")
+        for name in MODEL_TUNED_DEFAULTS:
+            value = getattr(self, name)
+            _check(value is None or 0.0 <= value <= 1.0, f"{name} must lie in [0, 1]")
         _check(
             self.max_mask_area_fraction is None or 0.0 < self.max_mask_area_fraction <= 1.0,
             "max_mask_area_fraction must lie in (0, 1]",
@@ -66,6 +82,24 @@ class GeneratorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def for_model(
+        self, model_defaults: Mapping[str, float] | tuple[tuple[str, float], ...]
+    ) -> GeneratorConfig:
+        """This config with the options left None filled in: the model's defaults, else SAM's.
+
+        ``model_defaults``: option -> value (``SamConfig.generator_defaults``); only the options of
+        ``MODEL_TUNED_DEFAULTS`` may be given.
+        """
+        given = dict(model_defaults)
+        unknown = sorted(set(given) - set(MODEL_TUNED_DEFAULTS))
+        _check(not unknown, f"a model cannot set generator option(s) {', '.join(unknown)}")
+        changes = {
+            name: float(given.get(name, sam))
+            for name, sam in MODEL_TUNED_DEFAULTS.items()
+            if getattr(self, name) is None
+        }
+        return dataclasses.replace(self, **changes)
 
 
 def _check(ok: bool, message: str) -> None:

@@ -83,8 +83,8 @@ class SamAutomaticMaskGenerator:
         model: Sam,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
+        pred_iou_thresh: float | None = None,
+        stability_score_thresh: float | None = None,
         stability_score_offset: float = 1.0,
         box_nms_thresh: float = 0.7,
         crop_n_layers: int = 0,
@@ -102,6 +102,8 @@ class SamAutomaticMaskGenerator:
                 ``points_per_side`` (exactly one of the two must be given).
             max_mask_area_fraction: drop masks covering more than this fraction of the image, as SA-1B
                 did with 0.95; None (default) keeps them, like the official generator.
+            pred_iou_thresh, stability_score_thresh: None (default) takes the model's own defaults
+                (``model.config.generator_defaults``), else SAM's 0.88 and 0.95.
             The other arguments are those of the official generator (see :class:`GeneratorConfig`).
         """
         if (points_per_side is None) == (point_grids is None):
@@ -120,7 +122,7 @@ class SamAutomaticMaskGenerator:
             min_mask_region_area=min_mask_region_area,
             output_mode=output_mode,
             max_mask_area_fraction=max_mask_area_fraction,
-        )
+        ).for_model(model.config.generator_defaults if model.config is not None else ())
         if point_grids is None:
             point_grids = build_all_layer_point_grids(
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor

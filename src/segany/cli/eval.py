@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "eval",
-        help="measure box and click mIoU on a dataset",
+        help="measure box and click mIoU, NoC and automatic recall on a dataset",
         description=(
-            "Prompt the model with each ground-truth mask's box and with simulated clicks, and report the "
-            "mean IoU (also of the box-as-mask and GrabCut floors)."
+            "Prompt the model with each ground-truth mask's box and with simulated clicks (RITM's protocol), "
+            "and report the mean IoU, the clicks needed to reach IoU 0.85 and 0.90 (NoC), and with "
+            "--automatic the automatic generator's recall; also the box-as-mask, ellipse and GrabCut floors."
         ),
     )
     parser.add_argument(
@@ -81,12 +82,29 @@ def format_table(result: EvalResult) -> str:
         rows.append(["SAM", result.sam_box_miou, *(result.sam_click_miou or ())])
     if result.box_as_mask_miou is not None:
         rows.append(["box as mask", result.box_as_mask_miou])
+    if result.ellipse_miou is not None:
+        rows.append(["ellipse", result.ellipse_miou])
     if result.grabcut_miou is not None:
         rows.append(["GrabCut", result.grabcut_miou])
     lines = [
         f"mIoU over {result.masks} masks of {result.images} images ({result.seconds:.1f} s)",
         *(_row(row, len(header)) for row in rows),
     ]
+    if result.sam_noc is not None:
+        cap = result.config.noc_clicks
+        lines.append(
+            f"SAM NoC@85 {result.sam_noc[0]:.2f}, NoC@90 {result.sam_noc[1]:.2f} (at most {cap} clicks)"
+        )
+    if result.automatic_recall is not None:
+        lines.append(
+            f"automatic generator: recall {result.automatic_recall:.3f} of {result.automatic_instances} "
+            f"instances >= 32x32 px (IoU >= 0.5), {result.automatic_masks_per_image:.1f} masks per image"
+        )
+    elif result.automatic_masks_per_image is not None:
+        lines.append(
+            f"automatic generator: no instance >= 32x32 px to recall, "
+            f"{result.automatic_masks_per_image:.1f} masks per image"
+        )
     return "\n".join(lines)
 
 

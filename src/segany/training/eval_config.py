@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 class EvalConfig:
     """What :func:`~segany.training.evaluate.evaluate` measures; the ``segany eval`` flags are generated from these fields."""
 
-    clicks: int = field(default=5, metadata={"help": "clicks per mask in the click protocol"})
+    clicks: int = field(default=5, metadata={"help": "clicks per mask whose mIoU is reported"})
+    noc_clicks: int = field(
+        default=20,
+        metadata={
+            "help": "clicks at most for NoC@85 / NoC@90 (the number of clicks to reach that IoU; 0: skip)"
+        },
+    )
+    automatic: bool = field(
+        default=False,
+        metadata={"help": "also run the automatic generator (the model's defaults) and report its recall"},
+    )
     max_images: int | None = field(default=None, metadata={"help": "evaluate at most this many images"})
     max_masks_per_image: int | None = field(
         default=None, metadata={"help": "evaluate at most the first this many masks of each image"}
@@ -28,7 +38,7 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        least = {"clicks": 1, "min_area": 0, "grabcut_iterations": 1, "masks_per_batch": 1}
+        least = {"clicks": 1, "noc_clicks": 0, "min_area": 0, "grabcut_iterations": 1, "masks_per_batch": 1}
         for name, lowest in least.items():
             if getattr(self, name) < lowest:
                 raise ValueError(f"{name} must be at least {lowest}, got {getattr(self, name)}")

@@ -46,6 +46,22 @@ def box_masks(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     return filled
 
 
+def ellipse_masks(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The ellipses inscribed in boxes: ``N x 4`` ``XYXY`` inclusive pixel indices -> ``N x H x W`` bool.
+
+    A pixel belongs to the ellipse when its centre lies inside the ellipse through the box's outer edges
+    (the box ``[x0, x1 + 1) x [y0, y1 + 1)`` in continuous coordinates); the ellipse-in-the-box floor.
+    """
+    filled = np.zeros((len(boxes), height, width), dtype=bool)
+    rows = np.arange(height, dtype=np.float64)[:, None] + 0.5
+    cols = np.arange(width, dtype=np.float64)[None, :] + 0.5
+    for mask, (x0, y0, x1, y1) in zip(filled, np.rint(boxes), strict=True):
+        half_w, half_h = (x1 + 1 - x0) / 2, (y1 + 1 - y0) / 2
+        cx, cy = x0 + half_w, y0 + half_h
+        mask[:] = ((cols - cx) / half_w) ** 2 + ((rows - cy) / half_h) ** 2 <= 1.0
+    return filled
+
+
 def distance_to_boundary(region: np.ndarray) -> np.ndarray:
     """Euclidean distance of each pixel of ``region`` to the nearest pixel outside it.
 

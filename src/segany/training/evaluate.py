@@ -9,7 +9,13 @@ resolution; each metric is the mean over all masks (SAM paper, section 7.1 and a
   three outputs, keeping the one of highest predicted IoU; each later click corrects the largest error
   region, with all earlier clicks and the previous low-res logits (of the kept mask) as prompts, one
   output. A mask predicted exactly stops taking clicks and keeps its IoU of 1;
-* floors that need no model: the filled box as the mask, and OpenCV's GrabCut started from the box.
+* **NoC@85 / NoC@90** (RITM, Sofiiuk et al., 2022; SimpleClick): the mean number of clicks, in the same
+  protocol, a mask needs to reach IoU 0.85 / 0.90, counted as ``noc_clicks`` (20) when it never does;
+* floors that need no model: the filled box as the mask, the ellipse inscribed in the box, and OpenCV's
+  GrabCut started from the box;
+* with ``automatic``, the automatic generator (the model's default options) on every image: its recall,
+  the share of instances of at least 32 x 32 pixels (COCO's medium and large) that one of its masks
+  matches with IoU >= 0.5, and the masks it returns per image.
 """
 
 from __future__ import annotations
@@ -27,11 +33,18 @@ import numpy as np
 from ..errors import DatasetError
 from ..prompts import PointLabel
 from .eval_config import EvalConfig
-from .eval_prompts import box_masks, corrective_click, interior_point, tight_boxes
+from .eval_prompts import box_masks, corrective_click, ellipse_masks, interior_point, tight_boxes
 
 if TYPE_CHECKING:
+    from ..automatic import SamAutomaticMaskGenerator
     from ..predictor import SamPredictor
     from .synthetic import Scene
+
+# IoUs whose number of clicks is reported (NoC@85, NoC@90).
+NOC_THRESHOLDS = (0.85, 0.90)
+# The automatic generator's recall counts instances of at least this many pixels, matched at this IoU.
+RECALL_MIN_AREA = 32 * 32
+RECALL_MATCH_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,11 @@ class EvalResult:
     grabcut_miou: float | None
     seconds: float
     config: EvalConfig
+    sam_noc: tuple[float, ...] | None = None  # mean clicks to NOC_THRESHOLDS, capped at noc_clicks
+    ellipse_miou: float | None = None
+    automatic_recall: float | None = None
+    automatic_instances: int = 0
+    automatic_masks_per_image: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: ``images``, ``masks``, ``sam``, ``box_as_mask``, ``grabcut`` (the parts
@@ -53,8 +71,19 @@ class EvalResult:
         summary: dict[str, Any] = {"images": self.images, "masks": self.masks}
         if self.sam_box_miou is not None:
             summary["sam"] = {"box_miou": self.sam_box_miou, "click_miou": list(self.sam_click_miou or ())}
+            if self.sam_noc is not None:
+                for threshold, clicks in zip(NOC_THRESHOLDS, self.sam_noc, strict=True):
+                    summary["sam"][f"noc@{round(threshold * 100)}"] = clicks
+        if self.automatic_recall is not None:
+            summary["automatic"] = {
+                "recall": self.automatic_recall,
+                "instances": self.automatic_instances,
+                "masks_per_image": self.automatic_masks_per_image,
+            }
         if self.box_as_mask_miou is not None:
             summary["box_as_mask"] = {"box_miou": self.box_as_mask_miou}
+        if self.ellipse_miou is not None:
+            summary["ellipse"] = {"box_miou": self.ellipse_miou}
         if self.grabcut_miou is not None:
             summary["grabcut"] = {"box_miou": self.grabcut_miou}
         summary["seconds"] = round(self.seconds, 3)
@@ -126,6 +155,37 @@ def sam_click_ious(predictor: SamPredictor, targets: np.ndarray, clicks: int) ->
     return ious
 
 
+def number_of_clicks(ious: np.ndarray, threshold: float) -> np.ndarray:
+    """Clicks each mask needed to reach ``threshold``: ``M x k`` IoUs after click 1..k -> ``M`` ints in 1..k.
+
+    A mask that never reaches it counts ``k`` (the protocol's cap).
+    """
+    reached = ious >= threshold
+    return np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, ious.shape[1])
+
+
+def automatic_matches(
+    generator: SamAutomaticMaskGenerator, image: np.ndarray, masks: np.ndarray
+) -> tuple[int, int, int]:
+    """Run ``generator`` on ``image`` and match its masks to the instances ``masks`` (``N x H x W`` bool).
+
+    Returns ``(instances, matched, generated)``: the instances of at least ``RECALL_MIN_AREA`` pixels,
+    how many of them some generated mask overlaps with IoU >= ``RECALL_MATCH_IOU``, and the number of
+    masks generated.
+    """
+    records = generator.generate(image)
+    areas = masks.reshape(len(masks), -1).sum(axis=1)
+    targets = masks[areas >= RECALL_MIN_AREA]
+    if len(targets) == 0 or not records:
+        return len(targets), 0, len(records)
+    found = np.stack([np.asarray(r["segmentation"], dtype=bool) for r in records]).reshape(len(records), -1)
+    truth = targets.reshape(len(targets), -1)
+    inter = truth.astype(np.float32) @ found.T.astype(np.float32)  # N x G
+    union = truth.sum(1)[:, None] + found.sum(1)[None, :] - inter
+    best = (inter / np.maximum(union, 1)).max(axis=1)
+    return len(targets), int((best >= RECALL_MATCH_IOU).sum()), len(records)
+
+
 # GrabCut needs pixels on both sides of the box to fit its two colour models (5 Gaussians each); below
 # these sizes it fails or is meaningless, and the floor falls back to the filled box.
 GRABCUT_MIN_SIDE = 4
@@ -189,7 +249,14 @@ def evaluate(
         raise ValueError("Nothing to evaluate: give a model or keep the baselines.")
     start = time.perf_counter()
     count = len(scenes) if config.max_images is None else min(len(scenes), config.max_images)
-    box_ious, click_ious, floor_ious, grabcut_ious = [], [], [], []
+    box_ious, click_ious, floor_ious, grabcut_ious, ellipse_ious = [], [], [], [], []
+    clicks = max(config.clicks, config.noc_clicks)
+    generator = None
+    if predictor is not None and config.automatic:
+        from ..automatic import SamAutomaticMaskGenerator
+
+        generator = SamAutomaticMaskGenerator(predictor.model)
+    instances = matched = generated = 0
     indices = range(count)
     if progress:
         from tqdm import tqdm
@@ -197,12 +264,16 @@ def evaluate(
         indices = tqdm(indices, desc="images", unit="img", file=sys.stderr, disable=None)
     for index in indices:
         scene = scenes[index]
+        if generator is not None:
+            found = automatic_matches(generator, scene.image, np.asarray(scene.masks, dtype=bool))
+            instances, matched, generated = instances + found[0], matched + found[1], generated + found[2]
         targets = select_masks(np.asarray(scene.masks, dtype=bool), config)
         if len(targets) == 0:
             continue
         boxes = tight_boxes(targets)
         if config.baselines:
             floor_ious.append(mask_ious(box_masks(boxes, *targets.shape[1:]), targets))
+            ellipse_ious.append(mask_ious(ellipse_masks(boxes, *targets.shape[1:]), targets))
             grabcut = [grabcut_mask(scene.image, box, config.grabcut_iterations) for box in boxes]
             grabcut_ious.append(mask_ious(np.stack(grabcut), targets))
         if predictor is not None:
@@ -210,22 +281,34 @@ def evaluate(
             for first in range(0, len(targets), config.masks_per_batch):
                 chunk = slice(first, first + config.masks_per_batch)
                 box_ious.append(sam_box_ious(predictor, targets[chunk], boxes[chunk]))
-                click_ious.append(sam_click_ious(predictor, targets[chunk], config.clicks))
+                click_ious.append(sam_click_ious(predictor, targets[chunk], clicks))
     masks = sum(len(ious) for ious in (box_ious or floor_ious))
     if masks == 0:
         raise DatasetError(
             f"No masks to evaluate in {count} image(s): none has at least {max(config.min_area, 1)} "
             "pixels; check the dataset or lower --min-area."
         )
+    curves = np.concatenate(click_ious) if predictor is not None else None
+    noc = None
+    if curves is not None and config.noc_clicks > 0:
+        capped = curves[:, : config.noc_clicks]
+        noc = tuple(float(number_of_clicks(capped, t).mean()) for t in NOC_THRESHOLDS)
     return EvalResult(
         images=count,
         masks=masks,
         sam_box_miou=_mean(box_ious) if predictor is not None else None,
-        sam_click_miou=tuple(_mean(click_ious, per_column=True)) if predictor is not None else None,
+        sam_click_miou=tuple(curves[:, : config.clicks].mean(axis=0).tolist())
+        if curves is not None
+        else None,
         box_as_mask_miou=_mean(floor_ious) if config.baselines else None,
         grabcut_miou=_mean(grabcut_ious) if config.baselines else None,
         seconds=time.perf_counter() - start,
         config=config,
+        sam_noc=noc,
+        ellipse_miou=_mean(ellipse_ious) if config.baselines else None,
+        automatic_recall=matched / instances if generator is not None and instances else None,
+        automatic_instances=instances,
+        automatic_masks_per_image=generated / count if generator is not None else None,
     )
 
 
