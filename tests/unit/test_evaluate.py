@@ -15,10 +15,18 @@ from segany.training.eval_prompts import (
     box_masks,
     corrective_click,
     distance_to_boundary,
+    ellipse_masks,
     interior_point,
     tight_boxes,
 )
-from segany.training.evaluate import evaluate, grabcut_mask, mask_ious, sam_click_ious, select_masks
+from segany.training.evaluate import (
+    evaluate,
+    grabcut_mask,
+    mask_ious,
+    number_of_clicks,
+    sam_click_ious,
+    select_masks,
+)
 from segany.training.synthetic import Scene, SyntheticScenes
 from support import FIXTURE, fixture_model
 
@@ -228,6 +236,29 @@ def test_clicks_land_in_the_errors_so_each_one_helps():
     assert np.all(np.diff(ious) > 0)
 
 
+def test_ellipse_floor_of_a_disk_is_the_disk():
+    target = disk(64, 64, centre=(32, 32), radius=10)
+    ellipse = ellipse_masks(tight_boxes(target[None]), 64, 64)
+    assert mask_ious(ellipse, target[None])[0] > 0.9
+    # Of a filled box, the inscribed ellipse covers pi / 4.
+    square = rectangle(200, 200, rows=(0, 199), cols=(0, 199))
+    ellipse = ellipse_masks(tight_boxes(square[None]), 200, 200)
+    assert mask_ious(ellipse, square[None])[0] == pytest.approx(np.pi / 4, abs=0.002)
+
+
+def test_number_of_clicks_is_the_first_click_reaching_the_iou_capped_at_the_protocols_end():
+    curves = np.array(
+        [
+            [0.9, 0.95, 0.95],  # reached at once
+            [0.5, 0.86, 0.91],  # 85 % at click 2, 90 % at click 3
+            [0.5, 0.6, 0.7],  # never: counts the cap, 3
+            [0.86, 0.8, 0.95],  # a click that makes it worse does not undo the first success
+        ]
+    )
+    assert number_of_clicks(curves, 0.85).tolist() == [1, 2, 3, 1]
+    assert number_of_clicks(curves, 0.90).tolist() == [1, 3, 3, 3]
+
+
 def test_no_masks_to_evaluate_is_a_dataset_error():
     scene = Scene(image=np.zeros((32, 32, 3), dtype=np.uint8), masks=np.zeros((1, 32, 32), dtype=bool))
     with pytest.raises(DatasetError, match="No masks"):
@@ -252,7 +283,7 @@ def scenes() -> list[Scene]:
 
 
 def test_trained_model_beats_an_untrained_one(scenes):
-    config = EvalConfig(clicks=1, max_masks_per_image=4, baselines=False)
+    config = EvalConfig(clicks=1, noc_clicks=0, max_masks_per_image=4, baselines=False)
     trained = evaluate(SamPredictor(fixture_model()), scenes, config)
     untrained = evaluate(SamPredictor(segany.sam_from_config(FIXTURE).eval()), scenes, config)
     assert trained.masks == untrained.masks == 12
@@ -264,7 +295,7 @@ def test_trained_model_beats_an_untrained_one(scenes):
 
 def test_result_does_not_depend_on_how_masks_are_batched(scenes):
     predictor = SamPredictor(fixture_model())
-    config = EvalConfig(clicks=3, max_masks_per_image=4, baselines=False)
+    config = EvalConfig(clicks=3, noc_clicks=0, max_masks_per_image=4, baselines=False)
     one = evaluate(predictor, scenes[:2], dataclasses.replace(config, masks_per_batch=1))
     together = evaluate(predictor, scenes[:2], dataclasses.replace(config, baselines=True))
     assert one.masks == together.masks == 8
@@ -272,5 +303,19 @@ def test_result_does_not_depend_on_how_masks_are_batched(scenes):
     assert one.sam_box_miou == pytest.approx(together.sam_box_miou, abs=1e-4)
     assert one.sam_click_miou == pytest.approx(together.sam_click_miou, abs=1e-3)
     summary = together.to_dict()
-    assert set(summary) == {"images", "masks", "sam", "box_as_mask", "grabcut", "seconds", "config"}
+    assert set(summary) == {"images", "masks", "sam", "box_as_mask", "ellipse", "grabcut", "seconds", "config"}
     assert len(summary["sam"]["click_miou"]) == 3 and summary["config"]["clicks"] == 3
+
+
+def test_noc_and_the_generators_recall_are_reported(scenes):
+    predictor = SamPredictor(fixture_model())
+    config = EvalConfig(clicks=2, noc_clicks=4, max_masks_per_image=3, baselines=False, automatic=True)
+    result = evaluate(predictor, scenes[:2], config)
+    assert len(result.sam_click_miou) == 2
+    assert all(1 <= clicks <= 4 for clicks in result.sam_noc)
+    assert result.sam_noc[0] <= result.sam_noc[1]  # 90 % takes at least as many clicks as 85 %
+    assert result.automatic_instances > 0 and 0 <= result.automatic_recall <= 1
+    assert result.automatic_masks_per_image >= 0
+    summary = result.to_dict()
+    assert set(summary["sam"]) == {"box_miou", "click_miou", "noc@85", "noc@90"}
+    assert set(summary["automatic"]) == {"recall", "instances", "masks_per_image"}

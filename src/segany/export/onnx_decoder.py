@@ -12,6 +12,9 @@ Inputs (the names and meanings SAM's web demo and the annotation tools that take
 * ``orig_im_size`` ``2`` float: ``(H, W)`` of the original image.
 
 Outputs: ``masks`` (logits at ``H x W``), ``iou_predictions`` and ``low_res_masks`` (``256 x 256``).
+
+A model with a box prior (``SamConfig.box_prior``) adds it here as in :meth:`Sam.decode`, for the box
+the points labelled 2 and 3 give (none when there are no such points).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modeling import Sam
+from ..modeling.box_prior import ellipse_logits
 from ..prompts import PIXEL_CENTER_OFFSET, PointLabel
 
 INPUT_NAMES = [
@@ -91,11 +95,26 @@ class SamOnnxDecoder(nn.Module):
         masks, scores = decoder.predict_masks(
             image_embeddings, self.model.prompt_encoder.get_dense_pe(), sparse, dense
         )
+        if self.model.box_prior == "ellipse":
+            masks = masks + self._box_prior(point_coords, point_labels, masks.shape[-1]).to(masks.dtype)
         if self.return_single_mask:
             masks, scores = self._select_single(masks, scores, point_coords.shape[1])
         if not self.upscale:
             return scores, masks
         return self._postprocess(masks, orig_im_size), scores, masks
+
+    def _box_prior(self, coords: torch.Tensor, labels: torch.Tensor, low_res: int) -> torch.Tensor:
+        """The prior of the box whose corners are the points labelled 2 and 3 (zero without them), with no
+        branch in the graph: ``1 x N x 2``, ``1 x N`` -> ``1 x 1 x L x L``."""
+        corners = []
+        present = []
+        for label in (PointLabel.BOX_TOP_LEFT, PointLabel.BOX_BOTTOM_RIGHT):
+            is_corner = (labels == label).to(coords.dtype).unsqueeze(-1)  # 1 x N x 1
+            count = is_corner.sum(dim=1)  # 1 x 1
+            corners.append((coords * is_corner).sum(dim=1) / count.clamp(min=1))  # 1 x 2
+            present.append((count > 0).to(coords.dtype))
+        box = torch.cat(corners, dim=1)  # 1 x 4 XYXY
+        return ellipse_logits(box, low_res, self.img_size) * (present[0] * present[1]).reshape(-1, 1, 1, 1)
 
     def _select_single(
         self, masks: torch.Tensor, scores: torch.Tensor, num_points: int
