@@ -70,7 +70,7 @@ def test_config_and_weights_round_trip_through_safetensors(tmp_path) -> None:
         assert torch.equal(loaded.embed_images(image), model.embed_images(image))
     # An official-layout .pth has no room for the configuration: one sentence says what to do.
     pth = save_checkpoint(model, tmp_path / "m.pth", config=model.config)
-    with pytest.raises(CheckpointError, match="without its configuration; save such models as .safetensors"):
+    with pytest.raises(CheckpointError, match=r"without its configuration; save such models as \.safetensors"):
         segany.build_sam(checkpoint=pth, device="cpu")
 
 
