@@ -142,11 +142,16 @@ class SamConfig:
     # decoder returns, so the decoder learns a correction of what the box already says (see
     # segany.modeling.box_prior); "none" (the official models): masks are the decoder's alone.
     box_prior: str = "none"
+    # > 0: SamPredictor.predict gives a prompt on a small object a second pass on a square crop this many
+    # times the object's side, zoomed to the input size (segany.zoom); 0 (the official models): one pass.
+    zoom_context: float = 0.0
     # Defaults of the automatic mask generator that fit this model (GeneratorConfig field -> value),
     # for models whose predicted IoU is calibrated on another scale than SAM's; empty: SAM's defaults.
     generator_defaults: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.zoom_context != 0 and self.zoom_context < 1:
+            raise ValueError(f"zoom_context must be 0 (off) or at least 1, got {self.zoom_context}.")
         if self.box_prior not in BOX_PRIORS:
             raise ValueError(f"box_prior must be one of {', '.join(BOX_PRIORS)}, got {self.box_prior!r}.")
         if self.encoder.out_chans != self.prompt_embed_dim:

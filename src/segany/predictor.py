@@ -97,7 +97,10 @@ class SamPredictor:
 
         ``image_format`` is ``"RGB"`` or ``"BGR"`` (as OpenCV reads files).
         """
-        self._set_states([self._prepare(image, image_format)], batch=False)
+        rgb = self._rgb(image, image_format)
+        self._set_states([self._prepare(rgb, self.model.image_format)], batch=False)
+        if self.model.zoom_context > 0:
+            self._image = rgb  # the zoom-in pass crops the photo itself (segany.zoom)
 
     def set_image_batch(self, images: Sequence[Any], image_format: str = "RGB") -> None:
         """Compute the embeddings of several images in one encoder pass; then use :meth:`predict_batch`."""
@@ -118,12 +121,17 @@ class SamPredictor:
             )
         self._set_states([(transformed_image[0], tuple(original_image_size))], batch=False)
 
-    def _prepare(self, image: Any, image_format: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _rgb(self, image: Any, image_format: str) -> np.ndarray:
+        """``image`` as an ``H x W x 3`` uint8 array in the model's channel order."""
         if image_format not in ("RGB", "BGR"):
             raise PromptError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
         image = to_rgb_array(image)
         if image_format != self.model.image_format:
             image = image[..., ::-1]
+        return np.ascontiguousarray(image)
+
+    def _prepare(self, image: Any, image_format: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        image = self._rgb(image, image_format)
         resized = self.transform.apply_image(np.ascontiguousarray(image))
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
         return tensor, (image.shape[0], image.shape[1])
@@ -162,6 +170,7 @@ class SamPredictor:
         self.input_size: tuple[int, int] | None = None
         self.orig_h = self.orig_w = self.input_h = self.input_w = None
         self._batch: list[_ImageState] | None = None
+        self._image: np.ndarray | None = None  # kept for zoom-in passes (models with zoom_context)
         # Per image embedding (by identity; the entry holds it): the decoder's image-only work.
         self._image_caches: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
 
@@ -320,6 +329,10 @@ class SamPredictor:
         masks, scores, low_res = self._predict_state(
             state, coords_t, labels_t, box_t, mask_t, multimask_output, return_logits, text_t
         )
+        if self._image is not None and text_t is None and state.features is self.features:
+            masks, scores, low_res = self._zoom_in(
+                state, (masks, scores, low_res), points, boxes, mask_t, batch, multimask_output, return_logits
+            )
         masks_np = masks.detach().cpu().numpy()
         scores_np = scores.detach().float().cpu().numpy()
         low_res_np = low_res.detach().float().cpu().numpy()
@@ -409,6 +422,98 @@ class SamPredictor:
                 image_cache=self._image_cache(state.features),
             )
 
+    # --- zoom-in ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _zoom_in(
+        self,
+        state: _ImageState,
+        first: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        points: tuple[np.ndarray, np.ndarray] | None,
+        boxes: np.ndarray | None,
+        mask_input: torch.Tensor | None,
+        batch: int,
+        multimask_output: bool,
+        return_logits: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Redo each prompt on a small object on a zoomed-in crop (see :mod:`segany.zoom`).
+
+        ``first`` is the first pass's ``B x C x H x W`` masks, ``B x C`` scores and low-res logits; prompts
+        are in the original frame. A redone prompt's masks and scores are the crop's, pasted back (the
+        rest of the image is background); its low-res logits are moved back onto the image's grid.
+        """
+        from .zoom import crop_window, resample_low_res
+
+        masks, scores, low_res = (t.clone() for t in first)
+        image = self._image
+        assert image is not None
+        full = state.original_size
+        img_size, grid = self.model.img_size, low_res.shape[-1]
+        coords = labels = None
+        if points is not None:
+            coords = np.broadcast_to(points[0], (batch, *points[0].shape[-2:]))
+            labels = np.broadcast_to(points[1], (batch, points[1].shape[-1]))
+        box_all = np.broadcast_to(boxes, (batch, 4)) if boxes is not None else None
+        windows = []
+        for b in range(batch):
+            if box_all is not None:
+                extent = torch.tensor(np.array(box_all[b]), dtype=torch.float32)
+            else:
+                best = masks[b, int(scores[b].argmax())]
+                extent = _extent(
+                    best > self.model.mask_threshold if return_logits else best, coords[b], labels[b]
+                )
+            windows.append(crop_window(extent, full, self.model.zoom_context, img_size))
+        todo = [b for b, window in enumerate(windows) if window is not None]
+        if not todo:
+            return masks, scores, low_res
+        crops = [image[w[1] : w[1] + w[3], w[0] : w[0] + w[2]] for w in (windows[b] for b in todo)]
+        prepared = [self._prepare(crop, self.model.image_format) for crop in crops]
+        tensors = [tensor for tensor, _ in prepared]
+        if self._ort is not None:
+            features = self._ort.embed(tensors)
+        else:
+            with compute_context(self.device, self.dtype):
+                features = self.model.embed_images(tensors, encoder=self._encoder).float()
+        fill = -20.0  # background logits where a crop says nothing
+        for i, b in enumerate(todo):
+            left, top, width, height = windows[b]  # type: ignore[misc]
+            size = (height, width)
+            crop_state = _ImageState(features[i : i + 1], size, tuple(tensors[i].shape[-2:]))  # type: ignore[arg-type]
+            crop_points = crop_box = crop_mask = None
+            if coords is not None:
+                shifted = self.transform.apply_coords(coords[b] - np.array([left, top]), size)
+                crop_points = (
+                    torch.as_tensor(shifted, dtype=torch.float, device=self.device)[None],
+                    torch.as_tensor(labels[b], dtype=torch.int, device=self.device)[None],
+                )
+            if box_all is not None:
+                shifted = box_all[b] - np.array([left, top, left, top])
+                crop_box = torch.as_tensor(self.transform.apply_boxes(shifted, size), dtype=torch.float)
+                crop_box = crop_box.to(self.device).reshape(1, 4)
+            if mask_input is not None:
+                crop_mask = resample_low_res(
+                    mask_input[b : b + 1],
+                    ((0, 0), full, img_size, grid),
+                    ((left, top), size, img_size, grid),
+                    fill,
+                )
+            crop_masks, crop_scores, crop_low = self._predict_state(
+                crop_state,
+                *(crop_points or (None, None)),
+                crop_box,
+                crop_mask,
+                multimask_output,
+                return_logits,
+            )
+            pasted = torch.full_like(masks[b], fill) if return_logits else torch.zeros_like(masks[b])
+            pasted[:, top : top + height, left : left + width] = crop_masks[0]
+            masks[b], scores[b] = pasted, crop_scores[0]
+            low_res[b] = resample_low_res(
+                crop_low, ((left, top), size, img_size, grid), ((0, 0), full, img_size, grid), fill
+            )[0]
+        return masks, scores, low_res
+
     # --- text --------------------------------------------------------------------------------------
 
     def _embed_text(self, text: str) -> torch.Tensor:
@@ -446,3 +551,14 @@ class SamPredictor:
         raise PromptError(
             f"text_embeddings has {text.shape[0]} rows but the other prompts have B = {batch}; give 1 or {batch}."
         )
+
+
+def _extent(mask: torch.Tensor, coords: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+    """``4`` XYXY box around a ``H x W`` bool mask and the positive clicks (``N x 2``, ``N``) on it."""
+    positive = torch.as_tensor(coords[labels == 1], dtype=torch.float32)
+    rows, cols = torch.nonzero(mask.cpu(), as_tuple=True)
+    xs = torch.cat([cols.float(), positive[:, 0]])
+    ys = torch.cat([rows.float(), positive[:, 1]])
+    if len(xs) == 0:
+        return torch.zeros(4)
+    return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])

@@ -147,6 +147,11 @@ class Sam(nn.Module):
         return low_res, iou
 
     @property
+    def zoom_context(self) -> float:
+        """``SamConfig.zoom_context``: > 0 when predictions on small objects take a zoomed-in second pass."""
+        return self.config.zoom_context if self.config is not None else 0.0
+
+    @property
     def box_prior(self) -> str:
         """The prior a box prompt adds to the masks (``SamConfig.box_prior``; "none" for official models)."""
         return self.config.box_prior if self.config is not None else "none"

@@ -72,11 +72,17 @@ class InteractiveLoss(nn.Module):
     """``forward(batch, generator) -> (loss, parts)``: the mean loss over all masks and rounds."""
 
     def __init__(
-        self, model: Sam, config: SimulationConfig | None = None, text_probability: float = 0.0
+        self,
+        model: Sam,
+        config: SimulationConfig | None = None,
+        text_probability: float = 0.0,
+        mask_loss: str = "focal_dice",
     ) -> None:
-        """``text_probability``: the chance a mask starts from its crop embedding, when the batch has them."""
+        """``text_probability``: the chance a mask starts from its crop embedding, when the batch has them.
+        ``mask_loss``: see :func:`~segany.training.losses.sam_loss`."""
         super().__init__()
         self.model = model
+        self.mask_loss = mask_loss
         self.config = config or SimulationConfig()
         self.text_probability = text_probability
 
@@ -144,7 +150,7 @@ class InteractiveLoss(nn.Module):
                     multimask_output=group.single_point,
                     text=group.text,
                 )
-                loss, parts = sam_loss(logits.float(), iou.float(), targets)
+                loss, parts = sam_loss(logits.float(), iou.float(), targets, self.mask_loss)
                 weight = len(group.index) / count
                 total = total + loss * weight
                 for key, value in parts.items():

@@ -16,6 +16,10 @@ import torch.nn.functional as F
 
 FOCAL_WEIGHT = 20.0
 DICE_WEIGHT = 1.0
+# The mask losses ``sam_loss`` offers: the paper's 20:1 focal + dice, or plain binary cross-entropy +
+# dice 1:1, which gives foreground pixels their full weight from the first step (a small model trained
+# briefly with the focal mix first learns to predict background everywhere).
+MASK_LOSSES = ("focal_dice", "bce_dice")
 
 
 def focal_loss(
@@ -61,7 +65,7 @@ def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def sam_loss(
-    low_res_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor
+    low_res_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor, mask_loss: str = "focal_dice"
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The paper's loss for one prediction per prompt.
 
@@ -69,20 +73,31 @@ def sam_loss(
         low_res_logits: ``B x M x h x w`` mask logits, ``M`` candidates per prompt (1 or 3).
         iou_pred: ``B x M`` predicted IoUs.
         targets: ``B x h x w`` ground-truth masks (bool or 0/1), in the frame of the logits.
+        mask_loss: ``focal_dice`` (the paper's) or ``bce_dice`` (see ``MASK_LOSSES``).
     Returns:
         the scalar loss ``mask + iou_mse`` (mean over the batch), and detached scalar parts for
-        logging: ``mask`` (20 focal + dice of the best candidate), ``focal``, ``dice``, ``iou_mse``
-        and ``iou`` (the best candidate's actual IoU).
+        logging: ``mask`` (the mask loss of the best candidate), ``focal`` (or ``bce``), ``dice``,
+        ``iou_mse`` and ``iou`` (the best candidate's actual IoU).
     """
+    if mask_loss not in MASK_LOSSES:
+        raise ValueError(f"mask_loss must be one of {', '.join(MASK_LOSSES)}, got {mask_loss!r}.")
     if low_res_logits.ndim != 4 or targets.shape != (low_res_logits.shape[0], *low_res_logits.shape[2:]):
         raise ValueError(
             f"Expected logits B x M x h x w and targets B x h x w, got {tuple(low_res_logits.shape)} "
             f"and {tuple(targets.shape)}."
         )
     expanded = targets.unsqueeze(1).expand_as(low_res_logits)
-    focal = focal_loss(low_res_logits, expanded)
+    if mask_loss == "focal_dice":
+        pixel_name, weight = "focal", FOCAL_WEIGHT
+        pixel = focal_loss(low_res_logits, expanded)
+    else:
+        pixel_name, weight = "bce", 1.0
+        bce = F.binary_cross_entropy_with_logits(
+            low_res_logits, expanded.to(low_res_logits.dtype), reduction="none"
+        )
+        pixel = bce.flatten(-2).mean(-1)
     dice = dice_loss(low_res_logits, expanded)
-    per_candidate = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice  # B x M
+    per_candidate = weight * pixel + DICE_WEIGHT * dice  # B x M
     # Only the best candidate is trained, so the others stay free to answer other readings.
     best = per_candidate.detach().argmin(dim=1, keepdim=True)
     mask_loss = per_candidate.gather(1, best).mean()
@@ -94,7 +109,7 @@ def sam_loss(
 
     parts = {
         "mask": mask_loss.detach(),
-        "focal": focal.gather(1, best).mean().detach(),
+        pixel_name: pixel.gather(1, best).mean().detach(),
         "dice": dice.gather(1, best).mean().detach(),
         "iou_mse": iou_mse.detach(),
         "iou": actual_iou.gather(1, best).mean(),
