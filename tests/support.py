@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segany.config import ImageEncoderConfig, SamConfig, TinyViTConfig
+from segany.config import EfficientNetLiteConfig, ImageEncoderConfig, SamConfig, TinyViTConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -312,3 +312,22 @@ class ColourTextEncoder:
         lit = (crops.sum(dim=1, keepdim=True) > 0).float()
         mean = (crops * lit).sum(dim=(2, 3)) / lit.sum(dim=(2, 3)).clamp(min=1.0)
         return self._colour(mean)
+
+
+# The bundled model's architecture (EfficientNet-Lite0 encoder, box prior) at a size that runs in
+# milliseconds; untrained.
+SMALL_EFFICIENTNET = SamConfig(
+    EfficientNetLiteConfig(img_size=256, out_stride=16, neck_dim=32, out_chans=64),
+    prompt_embed_dim=64,
+    decoder_mlp_dim=128,
+    iou_head_hidden_dim=64,
+    box_prior="ellipse",
+)
+
+
+def small_efficientnet_model(config: SamConfig = SMALL_EFFICIENTNET, seed: int = 0) -> nn.Module:
+    """An untrained model of ``config`` with seeded initialisation, in eval mode."""
+    import segany
+
+    torch.manual_seed(seed)
+    return segany.build_sam(config, device="cpu")

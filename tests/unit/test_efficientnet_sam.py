@@ -12,20 +12,9 @@ from segany.automatic import SamAutomaticMaskGenerator
 from segany.checkpoints import CheckpointError, save_checkpoint
 from segany.config import EfficientNetLiteConfig, SamConfig
 from segany.modeling.box_prior import PRIOR_LOGIT, ellipse_logits
+from support import SMALL_EFFICIENTNET as SMALL
 from support import sample_image
-
-SMALL = SamConfig(
-    EfficientNetLiteConfig(img_size=256, out_stride=16, neck_dim=32, out_chans=64),
-    prompt_embed_dim=64,
-    decoder_mlp_dim=128,
-    iou_head_hidden_dim=64,
-    box_prior="ellipse",
-)
-
-
-def small_model(config: SamConfig = SMALL, seed: int = 0) -> segany.modeling.Sam:
-    torch.manual_seed(seed)
-    return segany.build_sam(config, device="cpu")
+from support import small_efficientnet_model as small_model
 
 
 @pytest.mark.parametrize("stride", [8, 16, 32])
@@ -70,7 +59,9 @@ def test_config_and_weights_round_trip_through_safetensors(tmp_path) -> None:
         assert torch.equal(loaded.embed_images(image), model.embed_images(image))
     # An official-layout .pth has no room for the configuration: one sentence says what to do.
     pth = save_checkpoint(model, tmp_path / "m.pth", config=model.config)
-    with pytest.raises(CheckpointError, match=r"without its configuration; save such models as \.safetensors"):
+    with pytest.raises(
+        CheckpointError, match=r"without its configuration; save such models as \.safetensors"
+    ):
         segany.build_sam(checkpoint=pth, device="cpu")
 
 

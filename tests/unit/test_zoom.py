@@ -8,8 +8,9 @@ import torch
 
 import segany
 from segany.zoom import MIN_CROP_SIDE, crop_window, resample_low_res
+from support import SMALL_EFFICIENTNET as SMALL
 from support import sample_image
-from test_efficientnet_sam import SMALL, small_model
+from support import small_efficientnet_model as small_model
 
 
 def test_a_small_object_gets_a_square_window_inside_the_image() -> None:
@@ -61,7 +62,9 @@ def test_the_predictor_redoes_a_small_box_on_its_crop() -> None:
     # What the same model says on the crop alone, pasted back.
     direct = segany.SamPredictor(plain)
     direct.set_image(np.ascontiguousarray(image[top : top + side_h, left : left + side_w]))
-    crop_masks, crop_scores, _ = direct.predict(box=box - np.array([left, top, left, top]), multimask_output=False)
+    crop_masks, crop_scores, _ = direct.predict(
+        box=box - np.array([left, top, left, top]), multimask_output=False
+    )
     assert masks.shape == (1, height, width) and low_res.shape == (1, 64, 64)
     assert np.array_equal(masks[0, top : top + side_h, left : left + side_w], crop_masks[0])
     assert not masks[0].sum() - crop_masks[0].sum()  # nothing outside the crop
@@ -76,7 +79,9 @@ def test_clicks_on_a_small_object_zoom_and_take_the_mask_prompt_along() -> None:
     model = small_model(SMALL.replace(zoom_context=3.0)).eval()
     predictor = segany.SamPredictor(model)
     predictor.set_image(sample_image())
-    masks, scores, low_res = predictor.predict(point_coords=np.array([[300, 200]]), point_labels=np.array([1]))
+    masks, scores, low_res = predictor.predict(
+        point_coords=np.array([[300, 200]]), point_labels=np.array([1])
+    )
     assert masks.shape[0] == scores.shape[0] == low_res.shape[0] == 3
     again, _, _ = predictor.predict(
         point_coords=np.array([[300, 200], [320, 210]]),
