@@ -157,6 +157,25 @@ def test_a_run_resumed_with_more_steps_follows_the_new_schedule(tmp_path: Path) 
     assert longer.optimizer.param_groups[-1]["lr"] == pytest.approx(1e-4)
 
 
+def test_a_run_continues_on_a_fresh_machine_from_its_small_progress_file(tmp_path: Path) -> None:
+    data = FiniteScenes(2)
+    progress = tmp_path / "repo" / "run_progress.safetensors"
+    first = Trainer(_config(tmp_path / "machine_a", progress=str(progress)), data=data)
+    first.run(stop_after=2)
+    assert progress.exists() and progress.stat().st_size < (tmp_path / "machine_a" / LAST_STATE).stat().st_size
+    # Another machine: the repository's progress file but no OUT_DIR/last.pt.
+    second = Trainer(_config(tmp_path / "machine_b", progress=str(progress)), data=data)
+    assert second.resume() and second.step == 2
+    for key, value in first.model.state_dict().items():
+        expected = value.half().to(value.dtype) if value.is_floating_point() else value
+        assert torch.equal(second.model.state_dict()[key], expected), key
+    assert second.optimizer.param_groups[-1]["lr"] == first.optimizer.param_groups[-1]["lr"]
+    second.run()
+    assert second.step == 4 and (tmp_path / "machine_b" / FINAL_WEIGHTS).exists()
+    # Without either file there is nothing to resume.
+    assert not Trainer(_config(tmp_path / "machine_c"), data=data).resume()
+
+
 def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
     data = FiniteScenes(1)
     trainer = Trainer(_config(tmp_path, steps=30, lr=3e-3, drop_path=0.0, warmup_steps=1, milestones=()), data=data)

@@ -27,7 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop and save after this long")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the config's)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT_DIR/last.pt (else the config's progress file)",
+    )
     group.add_argument("--overwrite", action="store_true", help="start afresh even if OUT_DIR holds a run")
     parser.set_defaults(run=run)
 
@@ -55,15 +59,18 @@ def run(args: argparse.Namespace) -> int:
         raise SegAnyError(
             f"{config.out_dir} already holds a training run; pass --resume to continue it or --overwrite to start afresh."
         )
-    if args.resume and not state.exists():
-        raise SegAnyError(f"Nothing to resume: {state} does not exist.")
+    progress = Path(config.progress) if config.progress is not None else None
+    if args.resume and not state.exists() and not (progress is not None and progress.exists()):
+        raise SegAnyError(
+            f"Nothing to resume: {state} does not exist" + (f", nor {progress}." if progress else ".")
+        )
     try:
         trainer = Trainer(config, hooks=[progress_hook()])
     except ValueError as exc:  # invalid settings found while building (e.g. an unknown part to freeze)
         raise SegAnyError(str(exc)) from exc
     try:
         if args.resume:
-            trainer.resume(state)
+            trainer.resume(state)  # or the progress file, on a machine without last.pt
             print(f"Resuming at step {trainer.step} of {config.steps}.", file=sys.stderr)
         result = trainer.run()
     finally:

@@ -102,6 +102,10 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 500
     max_minutes: float | None = None  # stop (and save) after this long; resume continues
+    # A small resumable state (float16 weights and the step, no optimiser moments) written at every save
+    # beside OUT_DIR/last.pt, to keep in a repository between the sessions of a long run; --resume uses it
+    # when OUT_DIR/last.pt is absent (a fresh machine).
+    progress: str | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -211,7 +215,7 @@ def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Tra
         for key in ("freeze", "new_parts", "milestones", "betas"):
             if key in raw:
                 raw[key] = (raw[key],) if isinstance(raw[key], (str, int, float)) else tuple(raw[key])
-        for key in ("out_dir", "checkpoint"):
+        for key in ("out_dir", "checkpoint", "progress"):
             if raw.get(key) is not None and base is not None:
                 raw[key] = os.path.normpath(base / Path(raw[key]).expanduser())
         return TrainConfig(**raw)

@@ -87,6 +87,57 @@ def load_training_state(
     return ResumePoint(step=int(state["step"]))
 
 
+# --- Progress kept in a repository -------------------------------------------------------------------
+
+PROGRESS_STEP_KEY = "segany_step"
+
+
+def save_progress(path: Path, model: Sam, step: int) -> Path:
+    """Write a small resumable state: the weights in float16 and the step, as ``.safetensors``.
+
+    Meant to be committed between the sessions of a long run (a few MB, one path, overwritten); it leaves
+    out the optimiser's moments, which a resumed run rebuilds. Atomic (temporary file, then rename).
+    """
+    from safetensors.torch import save_file
+
+    tensors = {
+        k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    metadata = {PROGRESS_STEP_KEY: str(step)}
+    if model.config is not None:
+        metadata[CONFIG_METADATA_KEY] = model.config.to_json()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def load_progress(path: Path, model: Sam) -> ResumePoint:
+    """Load :func:`save_progress`'s weights into ``model``; returns the step they were saved at."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path))
+        step = int(metadata[PROGRESS_STEP_KEY])
+    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"Cannot resume from {path}: it is not a segany progress file ({exc})."
+        ) from exc
+    own = model.state_dict()
+    try:
+        model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in tensors.items()})
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"Cannot resume from {path}: it was written for a different model ({str(exc).splitlines()[0]})."
+        ) from exc
+    return ResumePoint(step=step)
+
+
 def _plain(value: Any) -> Any:
     """Tuples to lists and everything else left as numbers/strings, for ``weights_only`` loading."""
     if isinstance(value, dict):

@@ -32,7 +32,7 @@ from .interactive import InteractiveLoss
 from .loader import StepBatches
 from .optim import build_optimizer, build_scheduler, freeze, reschedule, set_drop_path
 from .samples import MaskFilter
-from .state import load_training_state, save_training_state
+from .state import load_progress, load_training_state, save_progress, save_training_state
 from .synthetic import Scene
 
 if TYPE_CHECKING:
@@ -197,13 +197,18 @@ class Trainer:
     # --- The loop ---------------------------------------------------------------------------------
 
     def resume(self, path: Path | None = None) -> bool:
-        """Continue from ``path`` (default ``OUT_DIR/last.pt``) if it exists, on this config's learning-rate
-        schedule (so raising ``steps`` extends a run); returns whether it did."""
+        """Continue from ``path`` (default ``OUT_DIR/last.pt``, else the config's ``progress`` file) if it
+        exists, on this config's learning-rate schedule (so raising ``steps`` extends a run); returns
+        whether it did. From a progress file the optimiser's moments start afresh."""
         path = path or self.out_dir / LAST_STATE
-        if not path.exists():
-            return False
-        self.step = load_training_state(path, self.model, self.optimizer, self.scheduler).step
         config = self.config
+        if path.exists():
+            self.step = load_training_state(path, self.model, self.optimizer, self.scheduler).step
+        elif config.progress is not None and Path(config.progress).exists():
+            self.step = load_progress(Path(config.progress), self.model).step
+            self.scheduler.last_epoch = self.step
+        else:
+            return False
         reschedule(self.scheduler, config.warmup_steps, config.milestone_steps(), config.gamma)
         return True
 
@@ -277,6 +282,8 @@ class Trainer:
             self.step,
             self.config.to_dict(),
         )
+        if self.config.progress is not None:
+            save_progress(Path(self.config.progress), self.model, self.step)
         if final:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_checkpoint(self.model, self.out_dir / FINAL_WEIGHTS, config=self.model.config)
