@@ -317,5 +317,5 @@ def test_noc_and_the_generators_recall_are_reported(scenes):
     assert result.automatic_instances > 0 and 0 <= result.automatic_recall <= 1
     assert result.automatic_masks_per_image >= 0
     summary = result.to_dict()
-    assert set(summary["sam"]) == {"box_miou", "click_miou", "noc@85", "noc@90"}
+    assert set(summary["sam"]) == {"box_miou", "click_miou", "noc@85", "noc@90", "box_miou_by_size"}
     assert set(summary["automatic"]) == {"recall", "instances", "masks_per_image"}

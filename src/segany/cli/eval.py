@@ -90,6 +90,11 @@ def format_table(result: EvalResult) -> str:
         f"mIoU over {result.masks} masks of {result.images} images ({result.seconds:.1f} s)",
         *(_row(row, len(header)) for row in rows),
     ]
+    if result.sam_box_miou_by_size:
+        sizes = ", ".join(
+            f"{name} {miou:.3f} ({count})" for name, (miou, count) in result.sam_box_miou_by_size.items()
+        )
+        lines.append(f"SAM box mIoU by size (masks): {sizes}")
     if result.sam_noc is not None:
         cap = result.config.noc_clicks
         lines.append(

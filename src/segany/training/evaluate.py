@@ -64,6 +64,8 @@ class EvalResult:
     automatic_recall: float | None = None
     automatic_instances: int = 0
     automatic_masks_per_image: float | None = None
+    # Box mIoU and mask count per COCO size class (small < 32^2 px <= medium < 96^2 px <= large).
+    sam_box_miou_by_size: dict[str, tuple[float, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: ``images``, ``masks``, ``sam``, ``box_as_mask``, ``grabcut`` (the parts
@@ -71,6 +73,11 @@ class EvalResult:
         summary: dict[str, Any] = {"images": self.images, "masks": self.masks}
         if self.sam_box_miou is not None:
             summary["sam"] = {"box_miou": self.sam_box_miou, "click_miou": list(self.sam_click_miou or ())}
+            if self.sam_box_miou_by_size is not None:
+                summary["sam"]["box_miou_by_size"] = {
+                    size: {"miou": miou, "masks": count}
+                    for size, (miou, count) in self.sam_box_miou_by_size.items()
+                }
             if self.sam_noc is not None:
                 for threshold, clicks in zip(NOC_THRESHOLDS, self.sam_noc, strict=True):
                     summary["sam"][f"noc@{round(threshold * 100)}"] = clicks
@@ -250,6 +257,7 @@ def evaluate(
     start = time.perf_counter()
     count = len(scenes) if config.max_images is None else min(len(scenes), config.max_images)
     box_ious, click_ious, floor_ious, grabcut_ious, ellipse_ious = [], [], [], [], []
+    areas = []
     clicks = max(config.clicks, config.noc_clicks)
     generator = None
     if predictor is not None and config.automatic:
@@ -271,6 +279,7 @@ def evaluate(
         if len(targets) == 0:
             continue
         boxes = tight_boxes(targets)
+        areas.append(targets.reshape(len(targets), -1).sum(axis=1))
         if config.baselines:
             floor_ious.append(mask_ious(box_masks(boxes, *targets.shape[1:]), targets))
             ellipse_ious.append(mask_ious(ellipse_masks(boxes, *targets.shape[1:]), targets))
@@ -305,11 +314,27 @@ def evaluate(
         seconds=time.perf_counter() - start,
         config=config,
         sam_noc=noc,
+        sam_box_miou_by_size=_by_size(box_ious, areas) if predictor is not None else None,
         ellipse_miou=_mean(ellipse_ious) if config.baselines else None,
         automatic_recall=matched / instances if generator is not None and instances else None,
         automatic_instances=instances,
         automatic_masks_per_image=generated / count if generator is not None else None,
     )
+
+
+# COCO's object size classes, by mask area in pixels.
+SIZE_CLASSES = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, np.inf)}
+
+
+def _by_size(ious: list[np.ndarray], areas: list[np.ndarray]) -> dict[str, tuple[float, int]]:
+    """Mean IoU and count per COCO size class (classes without masks left out)."""
+    values, sizes = np.concatenate(ious), np.concatenate(areas)
+    out = {}
+    for name, (low, high) in SIZE_CLASSES.items():
+        chosen = (sizes >= low) & (sizes < high)
+        if chosen.any():
+            out[name] = (float(values[chosen].mean()), int(chosen.sum()))
+    return out
 
 
 def _mean(parts: list[np.ndarray], per_column: bool = False) -> Any:
