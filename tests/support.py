@@ -314,14 +314,14 @@ class ColourTextEncoder:
         return self._colour(mean)
 
 
-# The bundled model's architecture (EfficientNet-Lite0 encoder, box prior) at a size that runs in
+# The bundled model's architecture (EfficientNet-Lite0 encoder, prompt prior) at a size that runs in
 # milliseconds; untrained.
 SMALL_EFFICIENTNET = SamConfig(
     EfficientNetLiteConfig(img_size=256, out_stride=16, neck_dim=32, out_chans=64),
     prompt_embed_dim=64,
     decoder_mlp_dim=128,
     iou_head_hidden_dim=64,
-    box_prior="ellipse",
+    prompt_prior="geometric",
 )
 
 

@@ -87,6 +87,12 @@ def sam_from_config(config: SamConfig) -> Sam:
         iou_head_depth=config.iou_head_depth,
         iou_head_hidden_dim=config.iou_head_hidden_dim,
     )
+    if config.prompt_prior != "none":
+        # A model with a prior starts from it: the hypernetworks' last layers at zero make every mask
+        # logit 0 before training, so a prompt answers the prior itself and training learns corrections.
+        for mlp in mask_decoder.output_hypernetworks_mlps:
+            nn.init.zeros_(mlp.layers[-1].weight)
+            nn.init.zeros_(mlp.layers[-1].bias)
     return Sam(
         image_encoder, prompt_encoder, mask_decoder, config.pixel_mean, config.pixel_std, config=config
     )

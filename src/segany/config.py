@@ -116,8 +116,8 @@ ENCODER_KINDS: dict[str, type[ImageEncoderConfig] | type[TinyViTConfig] | type[E
     EfficientNetLiteConfig.kind: EfficientNetLiteConfig,
 }
 
-# Priors the decoder's mask logits start from (added to its output; see segany.modeling.box_prior).
-BOX_PRIORS = ("none", "ellipse")
+# Priors the decoder's mask logits start from (added to its output; see segany.modeling.prompt_prior).
+PROMPT_PRIORS = ("none", "geometric")
 
 
 @dataclass(frozen=True)
@@ -138,10 +138,10 @@ class SamConfig:
     # Width of the text/image embeddings (CLIP's, e.g. 512 or 768) the prompt encoder projects to one
     # sparse token (paper section 7.5, appendix D.5); 0 means no text path, as in the official models.
     text_embed_dim: int = 0
-    # "ellipse": a box prompt adds the logits of the ellipse inscribed in the box to every mask the
-    # decoder returns, so the decoder learns a correction of what the box already says (see
-    # segany.modeling.box_prior); "none" (the official models): masks are the decoder's alone.
-    box_prior: str = "none"
+    # "geometric": every mask the decoder returns starts from the prompt's geometry (the ellipse inscribed
+    # in a box, a disk at each positive click), so the decoder learns corrections of what the prompt
+    # already says (segany.modeling.prompt_prior); "none" (the official models): the decoder's alone.
+    prompt_prior: str = "none"
     # > 0: SamPredictor.predict gives a prompt on a small object a second pass on a square crop this many
     # times the object's side, zoomed to the input size (segany.zoom); 0 (the official models): one pass.
     zoom_context: float = 0.0
@@ -152,8 +152,10 @@ class SamConfig:
     def __post_init__(self) -> None:
         if self.zoom_context != 0 and self.zoom_context < 1:
             raise ValueError(f"zoom_context must be 0 (off) or at least 1, got {self.zoom_context}.")
-        if self.box_prior not in BOX_PRIORS:
-            raise ValueError(f"box_prior must be one of {', '.join(BOX_PRIORS)}, got {self.box_prior!r}.")
+        if self.prompt_prior not in PROMPT_PRIORS:
+            raise ValueError(
+                f"prompt_prior must be one of {', '.join(PROMPT_PRIORS)}, got {self.prompt_prior!r}."
+            )
         if self.encoder.out_chans != self.prompt_embed_dim:
             raise ValueError(
                 f"encoder.out_chans ({self.encoder.out_chans}) must equal prompt_embed_dim ({self.prompt_embed_dim}): "

@@ -11,7 +11,7 @@ import segany
 from segany.automatic import SamAutomaticMaskGenerator
 from segany.checkpoints import CheckpointError, save_checkpoint
 from segany.config import EfficientNetLiteConfig, SamConfig
-from segany.modeling.box_prior import PRIOR_LOGIT, ellipse_logits
+from segany.modeling.prompt_prior import DISK_RADIUS, PRIOR_LOGIT, click_logits, ellipse_logits
 from support import SMALL_EFFICIENTNET as SMALL
 from support import sample_image
 from support import small_efficientnet_model as small_model
@@ -38,8 +38,8 @@ def test_bad_encoder_configs_are_refused_in_one_sentence() -> None:
         EfficientNetLiteConfig(variant="efficientnet_b9")
     with pytest.raises(ValueError, match="out_stride must be 8, 16 or 32"):
         EfficientNetLiteConfig(out_stride=4)
-    with pytest.raises(ValueError, match="box_prior must be one of none, ellipse"):
-        SamConfig(box_prior="circle")
+    with pytest.raises(ValueError, match="prompt_prior must be one of none, geometric"):
+        SamConfig(prompt_prior="circle")
 
 
 def test_training_keeps_batch_norm_statistics_frozen() -> None:
@@ -79,21 +79,35 @@ def test_the_ellipse_prior_crosses_zero_on_the_ellipse() -> None:
     assert area == pytest.approx(np.pi * 64 * 32, rel=0.05)
 
 
-def test_a_box_prompt_adds_the_prior_and_a_click_does_not() -> None:
+def test_a_positive_click_gives_a_disk_and_a_negative_one_nothing() -> None:
+    coords = torch.tensor([[[128.0, 64.0], [40.0, 200.0]]])
+    logits = click_logits(coords, torch.tensor([[1, 0]]), low_res=64, img_size=256)[0, 0]
+    inside = logits > 0
+    assert inside[16, 32] and not inside[50, 10]  # the positive click's cell; the negative one's
+    area = inside.sum().item() * 16
+    assert area == pytest.approx(np.pi * (DISK_RADIUS * 256) ** 2, rel=0.1)
+    assert logits.min() == -PRIOR_LOGIT
+
+
+def test_the_prior_is_added_for_boxes_and_clicks_and_the_untrained_model_answers_it() -> None:
     with_prior = small_model()
-    without = small_model(SMALL.replace(box_prior="none"))
+    without = small_model(SMALL.replace(prompt_prior="none"))
     without.load_state_dict(with_prior.state_dict())
     embedding = torch.randn(1, 64, 16, 16)
     boxes = torch.tensor([[30.0, 40.0, 150.0, 120.0]])
+    points = (torch.tensor([[[60.0, 70.0], [200.0, 30.0]]]), torch.tensor([[1, 1]]))
     with torch.no_grad():
         a, iou_a = with_prior.decode(embedding, boxes=boxes, multimask_output=False)
         b, iou_b = without.decode(embedding, boxes=boxes, multimask_output=False)
-        points = (torch.tensor([[[60.0, 70.0]]]), torch.tensor([[1]]))
         c, _ = with_prior.decode(embedding, points=points)
         d, _ = without.decode(embedding, points=points)
+        e, _ = with_prior.decode(embedding, points=points, boxes=boxes, multimask_output=False)
     assert torch.allclose(a - b, ellipse_logits(boxes, 64, 256), atol=1e-5)
     assert torch.equal(iou_a, iou_b)
-    assert torch.equal(c, d)
+    assert torch.allclose(c - d, click_logits(*points, 64, 256).expand_as(c), atol=1e-5)
+    both = torch.maximum(ellipse_logits(boxes, 64, 256), click_logits(*points, 64, 256))
+    assert torch.allclose(e, both, atol=1e-5)  # untrained: the decoder's own logits start at zero
+    assert torch.equal(b, torch.zeros_like(b))
 
 
 def test_onnx_graphs_answer_like_torch(tmp_path) -> None:
@@ -101,6 +115,9 @@ def test_onnx_graphs_answer_like_torch(tmp_path) -> None:
     from segany.export.onnx_export import export_decoder, export_encoder
 
     model = small_model().eval()
+    torch.manual_seed(1)
+    for mlp in model.mask_decoder.output_hypernetworks_mlps:  # trained-like heads, not the zero start
+        torch.nn.init.normal_(mlp.layers[-1].weight, std=0.1)
     export_encoder(model, tmp_path / "encoder.onnx")
     export_decoder(model, tmp_path / "decoder.onnx", return_single_mask=False)
     image = np.random.default_rng(0).normal(size=(1, 3, 256, 256)).astype(np.float32)
@@ -113,7 +130,7 @@ def test_onnx_graphs_answer_like_torch(tmp_path) -> None:
     box = torch.tensor([[30.0, 40.0, 150.0, 120.0]])
     for coords, labels, boxes in [
         (np.array([[[30.0, 40.0], [150.0, 120.0]]]), np.array([[2.0, 3.0]]), box),  # the box: prior added
-        (np.array([[[60.0, 70.0], [0.0, 0.0]]]), np.array([[1.0, -1.0]]), None),  # a click: none
+        (np.array([[[60.0, 70.0], [0.0, 0.0]]]), np.array([[1.0, -1.0]]), None),  # a click: its disk
     ]:
         inputs = {
             "image_embeddings": reference,

@@ -13,8 +13,9 @@ Inputs (the names and meanings SAM's web demo and the annotation tools that take
 
 Outputs: ``masks`` (logits at ``H x W``), ``iou_predictions`` and ``low_res_masks`` (``256 x 256``).
 
-A model with a box prior (``SamConfig.box_prior``) adds it here as in :meth:`Sam.decode`, for the box
-the points labelled 2 and 3 give (none when there are no such points).
+A model with a prompt prior (``SamConfig.prompt_prior``) adds it here as in :meth:`Sam.decode`: the
+ellipse of the box the points labelled 2 and 3 give (when there are such points) and the disks of the
+points labelled 1.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modeling import Sam
-from ..modeling.box_prior import ellipse_logits
+from ..modeling.prompt_prior import PRIOR_LOGIT, click_logits, ellipse_logits
 from ..prompts import PIXEL_CENTER_OFFSET, PointLabel
 
 INPUT_NAMES = [
@@ -95,17 +96,17 @@ class SamOnnxDecoder(nn.Module):
         masks, scores = decoder.predict_masks(
             image_embeddings, self.model.prompt_encoder.get_dense_pe(), sparse, dense
         )
-        if self.model.box_prior == "ellipse":
-            masks = masks + self._box_prior(point_coords, point_labels, masks.shape[-1]).to(masks.dtype)
+        if self.model.prompt_prior == "geometric":
+            masks = masks + self._prior(point_coords, point_labels, masks.shape[-1]).to(masks.dtype)
         if self.return_single_mask:
             masks, scores = self._select_single(masks, scores, point_coords.shape[1])
         if not self.upscale:
             return scores, masks
         return self._postprocess(masks, orig_im_size), scores, masks
 
-    def _box_prior(self, coords: torch.Tensor, labels: torch.Tensor, low_res: int) -> torch.Tensor:
-        """The prior of the box whose corners are the points labelled 2 and 3 (zero without them), with no
-        branch in the graph: ``1 x N x 2``, ``1 x N`` -> ``1 x 1 x L x L``."""
+    def _prior(self, coords: torch.Tensor, labels: torch.Tensor, low_res: int) -> torch.Tensor:
+        """The prompt prior of the clicks and of the box whose corners are the points labelled 2 and 3,
+        with no branch in the graph: ``1 x N x 2``, ``1 x N`` -> ``1 x 1 x L x L``."""
         corners = []
         present = []
         for label in (PointLabel.BOX_TOP_LEFT, PointLabel.BOX_BOTTOM_RIGHT):
@@ -114,7 +115,10 @@ class SamOnnxDecoder(nn.Module):
             corners.append((coords * is_corner).sum(dim=1) / count.clamp(min=1))  # 1 x 2
             present.append((count > 0).to(coords.dtype))
         box = torch.cat(corners, dim=1)  # 1 x 4 XYXY
-        return ellipse_logits(box, low_res, self.img_size) * (present[0] * present[1]).reshape(-1, 1, 1, 1)
+        has_box = (present[0] * present[1]).reshape(-1, 1, 1, 1)
+        # Without a box its ellipse is replaced by the plateau, which changes no maximum.
+        ellipse = ellipse_logits(box, low_res, self.img_size) * has_box - PRIOR_LOGIT * (1 - has_box)
+        return torch.maximum(ellipse, click_logits(coords, labels, low_res, self.img_size))
 
     def _select_single(
         self, masks: torch.Tensor, scores: torch.Tensor, num_points: int

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SamConfig
-from .box_prior import ellipse_logits
 from .efficientnet_lite import EfficientNetLiteEncoder
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .mask_resize import resize_exact, resize_fast
 from .prompt_encoder import PromptEncoder
+from .prompt_prior import prompt_prior_logits
 from .tiny_vit import TinyViT
 
 
@@ -141,9 +141,10 @@ class Sam(nn.Module):
             min_iou=min_iou,
             image_cache=image_cache if masks is None else None,
         )
-        if boxes is not None and self.box_prior == "ellipse":
-            prior = ellipse_logits(boxes, low_res.shape[-1], self.img_size)
-            low_res = low_res + prior.to(low_res.dtype)
+        if self.prompt_prior == "geometric":
+            prior = prompt_prior_logits(points, boxes, low_res.shape[-1], self.img_size)
+            if prior is not None:
+                low_res = low_res + prior.to(low_res.dtype)
         return low_res, iou
 
     @property
@@ -152,9 +153,9 @@ class Sam(nn.Module):
         return self.config.zoom_context if self.config is not None else 0.0
 
     @property
-    def box_prior(self) -> str:
-        """The prior a box prompt adds to the masks (``SamConfig.box_prior``; "none" for official models)."""
-        return self.config.box_prior if self.config is not None else "none"
+    def prompt_prior(self) -> str:
+        """The prior the masks start from (``SamConfig.prompt_prior``; "none" for official models)."""
+        return self.config.prompt_prior if self.config is not None else "none"
 
     def postprocess_masks(
         self,
