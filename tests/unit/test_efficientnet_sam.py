@@ -164,3 +164,17 @@ def test_the_generator_takes_the_models_own_defaults() -> None:
     odd = small_model(SMALL.replace(generator_defaults=(("crop_n_layers", 2.0),)))
     with pytest.raises(ValueError, match="a model cannot set generator option"):
         SamAutomaticMaskGenerator(odd)
+
+
+def test_the_backbone_alone_can_be_frozen_for_a_first_stage() -> None:
+    from segany.training.optim import freeze
+
+    model = small_model()
+    freeze(model, ["image_encoder.backbone"])
+    assert not any(p.requires_grad for p in model.image_encoder.backbone.parameters())
+    assert all(p.requires_grad for p in model.image_encoder.neck.parameters())
+    assert all(p.requires_grad for p in model.mask_decoder.parameters())
+    with pytest.raises(ValueError, match=r"Cannot freeze 'image_encoder\.trunk': this model has no such module"):
+        freeze(model, ["image_encoder.trunk"])
+    with pytest.raises(ValueError, match="the parts of SAM are"):
+        freeze(model, ["backbone"])

@@ -31,11 +31,16 @@ PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
 
 
 def freeze(model: Sam, parts: Iterable[str]) -> None:
-    """Stop training the named parts (``image_encoder``, ``prompt_encoder``, ``mask_decoder``)."""
+    """Stop training the named parts (``image_encoder``, ``prompt_encoder``, ``mask_decoder``) or modules
+    inside them (``image_encoder.backbone``)."""
     for part in parts:
-        if part not in PARTS:
+        if part.split(".")[0] not in PARTS:
             raise ValueError(f"Cannot freeze {part!r}: the parts of SAM are {', '.join(PARTS)}.")
-        for param in getattr(model, part).parameters():
+        try:
+            module = model.get_submodule(part)
+        except AttributeError:
+            raise ValueError(f"Cannot freeze {part!r}: this model has no such module.") from None
+        for param in module.parameters():
             param.requires_grad_(False)
 
 
