@@ -11,7 +11,7 @@ import segany
 from segany.automatic import SamAutomaticMaskGenerator
 from segany.checkpoints import CheckpointError, save_checkpoint
 from segany.config import EfficientNetLiteConfig, SamConfig
-from segany.modeling.prompt_prior import DISK_RADIUS, PRIOR_LOGIT, click_logits, ellipse_logits
+from segany.modeling.prompt_prior import DISK_RADIUS, PRIOR_FLOOR, PRIOR_LOGIT, click_logits, ellipse_logits
 from support import SMALL_EFFICIENTNET as SMALL
 from support import sample_image
 from support import small_efficientnet_model as small_model
@@ -74,7 +74,7 @@ def test_the_ellipse_prior_crosses_zero_on_the_ellipse() -> None:
     # Cell centres (4 i + 2) inside the ellipse: columns 64..192, rows 32..96 at the widest.
     assert (cols.min() * 4 + 2, cols.max() * 4 + 2) == (66, 190)
     assert (rows.min() * 4 + 2, rows.max() * 4 + 2) == (34, 94)
-    assert logits.max() <= PRIOR_LOGIT and logits.min() == -PRIOR_LOGIT
+    assert logits.max() <= PRIOR_LOGIT and logits.min() == -PRIOR_FLOOR
     area = inside.sum().item() * 16
     assert area == pytest.approx(np.pi * 64 * 32, rel=0.05)
 
@@ -86,7 +86,7 @@ def test_a_positive_click_gives_a_disk_and_a_negative_one_nothing() -> None:
     assert inside[16, 32] and not inside[50, 10]  # the positive click's cell; the negative one's
     area = inside.sum().item() * 16
     assert area == pytest.approx(np.pi * (DISK_RADIUS * 256) ** 2, rel=0.1)
-    assert logits.min() == -PRIOR_LOGIT
+    assert logits.min() == -PRIOR_FLOOR
 
 
 def test_the_prior_is_added_for_boxes_and_clicks_and_the_untrained_model_answers_it() -> None:
@@ -174,7 +174,9 @@ def test_the_backbone_alone_can_be_frozen_for_a_first_stage() -> None:
     assert not any(p.requires_grad for p in model.image_encoder.backbone.parameters())
     assert all(p.requires_grad for p in model.image_encoder.neck.parameters())
     assert all(p.requires_grad for p in model.mask_decoder.parameters())
-    with pytest.raises(ValueError, match=r"Cannot freeze 'image_encoder\.trunk': this model has no such module"):
+    with pytest.raises(
+        ValueError, match=r"Cannot freeze 'image_encoder\.trunk': this model has no such module"
+    ):
         freeze(model, ["image_encoder.trunk"])
     with pytest.raises(ValueError, match="the parts of SAM are"):
         freeze(model, ["backbone"])

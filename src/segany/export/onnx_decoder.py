@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modeling import Sam
-from ..modeling.prompt_prior import PRIOR_LOGIT, click_logits, ellipse_logits
+from ..modeling.prompt_prior import PRIOR_FLOOR, click_logits, ellipse_logits
 from ..prompts import PIXEL_CENTER_OFFSET, PointLabel
 
 INPUT_NAMES = [
@@ -116,8 +116,8 @@ class SamOnnxDecoder(nn.Module):
             present.append((count > 0).to(coords.dtype))
         box = torch.cat(corners, dim=1)  # 1 x 4 XYXY
         has_box = (present[0] * present[1]).reshape(-1, 1, 1, 1)
-        # Without a box its ellipse is replaced by the plateau, which changes no maximum.
-        ellipse = ellipse_logits(box, low_res, self.img_size) * has_box - PRIOR_LOGIT * (1 - has_box)
+        # Without a box its ellipse is replaced by the floor, which changes no maximum.
+        ellipse = ellipse_logits(box, low_res, self.img_size) * has_box - PRIOR_FLOOR * (1 - has_box)
         return torch.maximum(ellipse, click_logits(coords, labels, low_res, self.img_size))
 
     def _select_single(
