@@ -69,3 +69,23 @@ def test_scale_jitter_gives_fixed_squares_with_matching_masks() -> None:
     jittered = ScaleJitter([scene], seed=1, config=config)
     assert np.array_equal(jittered[3].image, jittered[3].image)
     assert not np.array_equal(jittered[3].image, jittered[4].image)
+
+
+def test_object_crops_centre_an_object_at_the_drawn_context() -> None:
+    from segany.training.object_crops import ObjectCropConfig, ObjectCrops, crop_around_object
+
+    scene = Scene(np.zeros((400, 600, 3), np.uint8), np.zeros((1, 400, 600), dtype=bool))
+    scene.masks[0, 200:220, 300:340] = True  # 20 x 40 px
+    scene.image[scene.masks[0]] = (255, 0, 0)
+    config = ObjectCropConfig(size=128, min_context=2.0, max_context=2.0)
+    view = crop_around_object(scene, np.random.default_rng(0), config)
+    assert view.image.shape == (128, 128, 3) and view.masks.shape == (1, 128, 128)
+    rows, cols = np.nonzero(view.masks[0])
+    # A window of 2 x 40 = 80 px shown at 128 px: the object spans 40 * 1.6 = 64 columns, 32 rows.
+    assert cols.max() - cols.min() + 1 == 64 and rows.max() - rows.min() + 1 == 32
+    inner = view.image[rows.min() + 2 : rows.max() - 1, cols.min() + 2 : cols.max() - 1]
+    assert (inner == (255, 0, 0)).all()  # the mask stays on its pixels (edges are interpolated)
+    crops = ObjectCrops([scene], seed=3, config=ObjectCropConfig(size=128))
+    assert np.array_equal(crops[5].image, crops[5].image) and not np.array_equal(crops[5].image, crops[6].image)
+    with pytest.raises(DatasetError, match="1 <= min_context <= max_context"):
+        ObjectCropConfig(min_context=3.0, max_context=2.0)

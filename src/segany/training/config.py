@@ -51,7 +51,9 @@ class DataSource:
     ``copy_paste`` (``true`` or a table of ``CopyPasteConfig`` fields): the dataset's objects cut out and
     pasted onto ``backgrounds`` (another spec; synthetic backgrounds when None) with random scale,
     rotation, flip and colour jitter, giving endless new scenes. ``scale_jitter`` (``true`` or a table of
-    ``ScaleJitterConfig`` fields): large-scale jitter of the scenes, applied last.
+    ``ScaleJitterConfig`` fields): large-scale jitter of the scenes, applied last. ``object_crops``
+    (``true`` or a table of ``ObjectCropConfig`` fields): object-centred views instead, as the zoom-in
+    pass of a model with ``zoom_context`` sees them.
     """
 
     spec: str
@@ -59,6 +61,7 @@ class DataSource:
     copy_paste: bool | dict[str, Any] = False
     backgrounds: str | None = None
     scale_jitter: bool | dict[str, Any] = False
+    object_crops: bool | dict[str, Any] = False
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,7 @@ def _data_source(source: str | dict[str, Any], base: Path | None) -> DataSource:
         source["backgrounds"] = _resolve(source["backgrounds"], base)
     _check_options(source, "copy_paste", "segany.training.copy_paste", "CopyPasteConfig")
     _check_options(source, "scale_jitter", "segany.training.scale_jitter", "ScaleJitterConfig")
+    _check_options(source, "object_crops", "segany.training.object_crops", "ObjectCropConfig")
     return DataSource(**source)
 
 

@@ -121,6 +121,7 @@ def open_training_data(config: TrainConfig) -> Sequence[Scene]:
     """The configured datasets (with their copy-paste and scale jitter), mixed by weight."""
     from .copy_paste import CopyPaste, CopyPasteConfig
     from .datasets import Mixture, open_dataset
+    from .object_crops import ObjectCropConfig, ObjectCrops
     from .scale_jitter import ScaleJitter, ScaleJitterConfig
 
     datasets = []
@@ -133,8 +134,12 @@ def open_training_data(config: TrainConfig) -> Sequence[Scene]:
         if source.scale_jitter:
             options = source.scale_jitter if isinstance(source.scale_jitter, dict) else {}
             dataset = ScaleJitter(dataset, seed=config.seed, config=ScaleJitterConfig(**options))
+        if source.object_crops:
+            options = source.object_crops if isinstance(source.object_crops, dict) else {}
+            dataset = ObjectCrops(dataset, seed=config.seed, config=ObjectCropConfig(**options))
         datasets.append(dataset)
-    plain = not (config.data[0].copy_paste or config.data[0].scale_jitter)
+    first = config.data[0]
+    plain = not (first.copy_paste or first.scale_jitter or first.object_crops)
     if len(datasets) == 1 and plain:
         return datasets[0]
     return Mixture(datasets, [source.weight for source in config.data], seed=config.seed)
