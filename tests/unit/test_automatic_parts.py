@@ -94,5 +94,5 @@ def test_bad_options(kwargs, message):
 def test_official_attribute_names_and_config():
     generator = SamAutomaticMaskGenerator(randomize_(segany.sam_from_config(TINY)).eval(), points_per_side=4)
     assert generator.points_per_side == 4 and generator.pred_iou_thresh == 0.88
-    assert generator.config == GeneratorConfig(points_per_side=4)
+    assert generator.config == GeneratorConfig(points_per_side=4, pred_iou_thresh=0.88, stability_score_thresh=0.95)
     assert len(generator.point_grids) == 1 and generator.point_grids[0].shape == (16, 2)
