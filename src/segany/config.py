@@ -99,7 +99,9 @@ class EfficientNetLiteConfig:
         if self.out_stride not in (8, 16, 32):
             raise ValueError(f"out_stride must be 8, 16 or 32 (a pyramid level), got {self.out_stride}.")
         if self.img_size % 32:
-            raise ValueError(f"img_size must be a multiple of 32 (the backbone's stride), got {self.img_size}.")
+            raise ValueError(
+                f"img_size must be a multiple of 32 (the backbone's stride), got {self.img_size}."
+            )
 
     @property
     def embedding_grid(self) -> int:
@@ -142,6 +144,9 @@ class SamConfig:
     # in a box, a disk at each positive click), so the decoder learns corrections of what the prompt
     # already says (segany.modeling.prompt_prior); "none" (the official models): the decoder's alone.
     prompt_prior: str = "none"
+    # With a prompt prior: a prompt without a mask prompt also gets the prior as its mask prompt (SAM's
+    # dense path), so the decoder sees the prior it corrects, not only its sum.
+    prior_as_mask_prompt: bool = False
     # > 0: SamPredictor.predict gives a prompt on a small object a second pass on a square crop this many
     # times the object's side, zoomed to the input size (segany.zoom); 0 (the official models): one pass.
     zoom_context: float = 0.0

@@ -110,11 +110,31 @@ def test_the_prior_is_added_for_boxes_and_clicks_and_the_untrained_model_answers
     assert torch.equal(b, torch.zeros_like(b))
 
 
-def test_onnx_graphs_answer_like_torch(tmp_path) -> None:
+def test_the_prior_can_also_be_the_mask_prompt() -> None:
+    feeding = small_model(SMALL.replace(prior_as_mask_prompt=True))
+    plain = small_model()
+    plain.load_state_dict(feeding.state_dict())
+    embedding = torch.randn(1, 64, 16, 16)
+    boxes = torch.tensor([[30.0, 40.0, 150.0, 120.0]])
+    previous = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        fed, _ = feeding.decode(embedding, boxes=boxes, multimask_output=False)
+        given, _ = plain.decode(
+            embedding, boxes=boxes, masks=ellipse_logits(boxes, 64, 256), multimask_output=False
+        )
+        # A mask prompt of the caller's own wins over the prior.
+        kept, _ = feeding.decode(embedding, boxes=boxes, masks=previous, multimask_output=False)
+        same, _ = plain.decode(embedding, boxes=boxes, masks=previous, multimask_output=False)
+    assert torch.allclose(fed, given, atol=1e-5)
+    assert torch.allclose(kept, same, atol=1e-5)
+
+
+@pytest.mark.parametrize("prior_as_mask_prompt", [False, True])
+def test_onnx_graphs_answer_like_torch(tmp_path, prior_as_mask_prompt: bool) -> None:
     ort = pytest.importorskip("onnxruntime")
     from segany.export.onnx_export import export_decoder, export_encoder
 
-    model = small_model().eval()
+    model = small_model(SMALL.replace(prior_as_mask_prompt=prior_as_mask_prompt)).eval()
     torch.manual_seed(1)
     for mlp in model.mask_decoder.output_hypernetworks_mlps:  # trained-like heads, not the zero start
         torch.nn.init.normal_(mlp.layers[-1].weight, std=0.1)

@@ -91,13 +91,21 @@ class SamOnnxDecoder(nn.Module):
         orig_im_size: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         sparse = self._embed_points(point_coords, point_labels)
+        prior = None
+        if self.model.prompt_prior == "geometric":
+            prior = self._prior(point_coords, point_labels, 4 * image_embeddings.shape[-1])
+            config = self.model.config
+            if config is not None and config.prior_as_mask_prompt:
+                # No mask input: the prior takes its place (as Sam.decode does).
+                mask_input = mask_input * has_mask_input + prior * (1 - has_mask_input)
+                has_mask_input = torch.ones_like(has_mask_input)
         dense = self._embed_mask(mask_input, has_mask_input)
         decoder = self.model.mask_decoder
         masks, scores = decoder.predict_masks(
             image_embeddings, self.model.prompt_encoder.get_dense_pe(), sparse, dense
         )
-        if self.model.prompt_prior == "geometric":
-            masks = masks + self._prior(point_coords, point_labels, masks.shape[-1]).to(masks.dtype)
+        if prior is not None:
+            masks = masks + prior.to(masks.dtype)
         if self.return_single_mask:
             masks, scores = self._select_single(masks, scores, point_coords.shape[1])
         if not self.upscale:

@@ -131,6 +131,16 @@ class Sam(nn.Module):
         dict kept by the caller for one image embedding (a predictor's current image), where the decoder
         keeps image-only work between calls; used only for prompts without a mask input.
         """
+        prior = None
+        if self.prompt_prior == "geometric":
+            prior = prompt_prior_logits(points, boxes, 4 * image_embeddings.shape[-1], self.img_size)
+        if (
+            masks is None
+            and prior is not None
+            and self.config is not None
+            and self.config.prior_as_mask_prompt
+        ):
+            masks = prior.to(image_embeddings.dtype)
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks, text=text)
         low_res, iou = self.mask_decoder(
             image_embeddings=image_embeddings,
@@ -141,10 +151,8 @@ class Sam(nn.Module):
             min_iou=min_iou,
             image_cache=image_cache if masks is None else None,
         )
-        if self.prompt_prior == "geometric":
-            prior = prompt_prior_logits(points, boxes, low_res.shape[-1], self.img_size)
-            if prior is not None:
-                low_res = low_res + prior.to(low_res.dtype)
+        if prior is not None:
+            low_res = low_res + prior.to(low_res.dtype)
         return low_res, iou
 
     @property
