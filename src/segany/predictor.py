@@ -451,13 +451,13 @@ class SamPredictor:
         img_size, grid = self.model.img_size, low_res.shape[-1]
         coords = labels = None
         if points is not None:
-            coords = np.broadcast_to(points[0], (batch, *points[0].shape[-2:]))
-            labels = np.broadcast_to(points[1], (batch, points[1].shape[-1]))
-        box_all = np.broadcast_to(boxes, (batch, 4)) if boxes is not None else None
+            coords = np.array(np.broadcast_to(points[0], (batch, *points[0].shape[-2:])))
+            labels = np.array(np.broadcast_to(points[1], (batch, points[1].shape[-1])))
+        box_all = np.array(np.broadcast_to(boxes, (batch, 4))) if boxes is not None else None
         windows = []
         for b in range(batch):
             if box_all is not None:
-                extent = torch.tensor(np.array(box_all[b]), dtype=torch.float32)
+                extent = torch.tensor(box_all[b], dtype=torch.float32)
             else:
                 best = masks[b, int(scores[b].argmax())]
                 extent = _extent(

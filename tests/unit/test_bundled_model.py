@@ -15,6 +15,7 @@ from segany.cli import main
 from segany.training.eval_prompts import tight_boxes
 from segany.training.synthetic import SyntheticScenes
 from segany.variants import BUNDLED_WEIGHTS, VARIANTS
+from support import SHARED_DATA
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shapes.jpg"
 MAX_BYTES = 25 * 1024 * 1024
@@ -60,3 +61,32 @@ def test_segment_without_checkpoint_uses_the_bundled_model(tmp_path: Path, capsy
     assert mask[403, 245], "the clicked pixel is in the mask"
     assert 2_000 < mask.sum() < 0.5 * mask.size
     assert 0 <= report["scores"][0] <= 1.5
+
+
+
+VAL = SHARED_DATA / "tiny_coco" / "val2017"
+# Measured on these 60 masks (the first 6 photos of tiny_coco val2017, masks >= 100 px): box 0.648,
+# clicks 0.322 / 0.483; the box as the mask scores 0.599 and the ellipse in the box 0.634.
+BOX_FLOOR, CLICK_FLOORS = 0.62, (0.29, 0.45)
+
+
+@pytest.mark.skipif(not VAL.is_dir(), reason="../shared/data/tiny_coco is absent")
+def test_the_bundled_model_holds_its_figures_on_coco_photos_it_never_saw() -> None:
+    """Box and click mIoU on photos it never trained on, a little below what was measured, and above the
+    box as the mask."""
+    from segany.training.datasets import open_dataset
+    from segany.training.eval_config import EvalConfig
+    from segany.training.evaluate import evaluate
+
+    scenes = open_dataset(str(VAL))[:6]
+    result = evaluate(
+        segany.SamPredictor(segany.build_sam(device="cpu")),
+        scenes,
+        EvalConfig(clicks=2, noc_clicks=0, min_area=100, baselines=False),
+    )
+    floors = evaluate(None, scenes, EvalConfig(clicks=1, noc_clicks=0, min_area=100, grabcut_iterations=1))
+    assert result.masks == 60
+    assert result.sam_box_miou >= BOX_FLOOR, result.sam_box_miou
+    assert result.sam_box_miou > floors.box_as_mask_miou
+    assert result.sam_click_miou[0] >= CLICK_FLOORS[0], result.sam_click_miou
+    assert result.sam_click_miou[1] >= CLICK_FLOORS[1], result.sam_click_miou
