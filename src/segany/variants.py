@@ -63,8 +63,8 @@ MANUAL_WEIGHTS: dict[str, str] = {
 }
 
 
-# segany's own model, trained here (configs/default_model.toml, then configs/default_model_stage2.toml
-# and configs/default_model_stage3.toml; card: weights/MODEL_CARD.md). Its architecture travels in the
+# segany's own model, trained here (configs/bundled_v2.toml, then configs/bundled_v2_stage2.toml; card:
+# weights/MODEL_CARD.md). Its architecture (and how it is used) travels in the
 # file's metadata, so it needs no entry in VARIANTS.
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "segany_small.safetensors"
 
