@@ -10,9 +10,9 @@ Text prompts (paper section 7.5) need a model with a text path and a text-image 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,13 +22,19 @@ from .images import to_rgb_array
 from .modeling import Sam
 from .prompts import check_boxes, check_mask_input, check_points
 from .runtime import compute_context, resolve_dtype
-from .transforms import ResizeLongestSide
+from .transforms import ResizeLongestSide, get_preprocess_shape
 
 if TYPE_CHECKING:
     from .text.encoder import TextImageEncoder
 
-Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""``(masks, scores, low_res_logits)``: ``C x H x W`` bool (or float logits), ``C``, ``C x 256 x 256``."""
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _without_autograd(method: _F) -> _F:
+    """Run ``method`` with autograd off and outside inference mode, also when the caller is inside
+    ``torch.inference_mode()``: the embeddings and caches the predictor keeps are then ordinary tensors,
+    whose version counters tell their contents apart (inference tensors have none)."""
+    return torch.inference_mode(False)(torch.no_grad()(method))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ class SamPredictor:
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
         return tensor, (image.shape[0], image.shape[1])
 
-    @torch.no_grad()
+    @_without_autograd
     def _set_states(self, prepared: list[tuple[torch.Tensor, tuple[int, ...]]], batch: bool) -> None:
         self.reset_image()
         tensors = [tensor.to(self.device) for tensor, _ in prepared]
@@ -196,6 +202,51 @@ class SamPredictor:
         if self._batch is not None:
             return torch.cat([state.features for state in self._batch])
         return self._single_state("get_image_embedding()").features
+
+    @_without_autograd
+    def set_embedding(
+        self,
+        features: torch.Tensor,
+        original_size: tuple[int, int],
+        image: Any | None = None,
+        image_format: str = "RGB",
+    ) -> None:
+        """Set an image by an embedding computed earlier (e.g. stored by :meth:`get_image_embedding`).
+
+        Args:
+            features: ``1 x C x h x w`` image embedding of this predictor's model.
+            original_size: ``(H, W)`` of the image it was computed from.
+            image: the ``H x W x 3`` image itself, optional: models with a zoom-in pass
+                (``zoom_context``) use it to redo prompts on small objects; without it they answer in
+                one pass.
+        """
+        expected = (self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size)
+        if features.ndim != 4 or features.shape[0] != 1 or tuple(features.shape[1:]) != expected:
+            raise PromptError(
+                f"features must be 1 x {expected[0]} x {expected[1]} x {expected[2]} for this model, "
+                f"got {tuple(features.shape)}."
+            )
+        height, width = (int(v) for v in original_size)
+        if height <= 0 or width <= 0:
+            raise PromptError(
+                f"original_size must be (H, W) with positive sides, got {tuple(original_size)}."
+            )
+        rgb = None
+        if image is not None:
+            rgb = self._rgb(image, image_format)
+            if rgb.shape[:2] != (height, width):
+                raise PromptError(
+                    f"image is {rgb.shape[1]} x {rgb.shape[0]} but original_size says {width} x {height}."
+                )
+        self.reset_image()
+        self.features = features.to(self.device, torch.float32).clone()
+        self.original_size = (height, width)
+        self.input_size = get_preprocess_shape(height, width, self.model.img_size)
+        self.orig_h, self.orig_w = self.original_size
+        self.input_h, self.input_w = self.input_size
+        self.is_image_set = True
+        if rgb is not None and self.model.zoom_context > 0:
+            self._image = rgb
 
     @property
     def device(self) -> torch.device:
@@ -376,7 +427,44 @@ class SamPredictor:
             text_embeddings,
         )
 
-    @torch.no_grad()
+    @_without_autograd
+    def predict_low_res(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        min_iou: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode many prompts on the current image without upscaling their masks (one pass, no zoom).
+
+        Prompts are in the model-input frame, as for :meth:`predict_torch`. ``min_iou``: the logits of a
+        prompt none of whose candidates predict an IoU above it may be left uncomputed (NaN), which
+        spares the work of prompts a filter will drop (the automatic generator's grid).
+
+        Returns:
+            low-res logits ``B x C x 256 x 256`` and predicted IoUs ``B x C`` (float32).
+        """
+        state = self._single_state("predict_low_res()")
+        if (point_coords is None) != (point_labels is None):
+            raise PromptError("point_coords and point_labels must be given together.")
+        points = (point_coords, point_labels) if point_coords is not None else None
+        low_res, scores = self._decode(state, points, boxes, mask_input, multimask_output, None, min_iou)
+        return low_res.float(), scores.float()
+
+    @_without_autograd
+    def upscale_masks(self, low_res: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+        """``B x C x 256 x 256`` low-res logits -> ``B x C x H x W`` on the current image (original frame).
+
+        Returns logits, or bool masks where they exceed ``threshold`` (``model.mask_threshold`` is SAM's).
+        """
+        state = self._single_state("upscale_masks()")
+        return self.model.postprocess_masks(
+            low_res.float(), state.input_size, state.original_size, self.exact, threshold
+        )
+
+    @_without_autograd
     def _predict_state(
         self,
         state: _ImageState,
@@ -389,12 +477,7 @@ class SamPredictor:
         text: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
-        if self._ort is not None and text is None:
-            # The exported decoder graph (text prompts, which it has no input for, stay in PyTorch).
-            low_res, scores = self._ort.decode(state.features, points, boxes, mask_input, multimask_output)
-            low_res, scores = low_res.to(self.device), scores.to(self.device)
-        else:
-            low_res, scores = self._decode_torch(state, points, boxes, mask_input, multimask_output, text)
+        low_res, scores = self._decode(state, points, boxes, mask_input, multimask_output, text)
         low_res, scores = low_res.float(), scores.float()
         threshold = None if return_logits else self.model.mask_threshold
         masks = self.model.postprocess_masks(
@@ -402,7 +485,7 @@ class SamPredictor:
         )
         return masks, scores, low_res
 
-    def _decode_torch(
+    def _decode(
         self,
         state: _ImageState,
         points: tuple[torch.Tensor, torch.Tensor] | None,
@@ -410,7 +493,13 @@ class SamPredictor:
         mask_input: torch.Tensor | None,
         multimask_output: bool,
         text: torch.Tensor | None,
+        min_iou: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res logits and IoU predictions by this predictor's backend and precision."""
+        if self._ort is not None and text is None:
+            # The exported decoder graph (text prompts, which it has no input for, stay in PyTorch).
+            low_res, scores = self._ort.decode(state.features, points, boxes, mask_input, multimask_output)
+            return low_res.to(self.device), scores.to(self.device)
         with compute_context(self.device, self.dtype):
             return self.model.decode(
                 state.features,
@@ -418,13 +507,14 @@ class SamPredictor:
                 boxes=boxes,
                 masks=mask_input,
                 multimask_output=multimask_output,
+                min_iou=min_iou,
                 text=text,
                 image_cache=self._image_cache(state.features),
             )
 
     # --- zoom-in ----------------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @_without_autograd
     def _zoom_in(
         self,
         state: _ImageState,

@@ -6,9 +6,8 @@ h x w float32, "original_size": [H, W], "input_size": [h', w'], "file": [bytes, 
 fingerprint changes with the weights and the compute precision, so a cache never serves another model's
 embedding; ``file`` (size and modification time of the image file) makes a replaced image re-embed.
 
-A cached embedding is restored into a fresh :class:`segany.SamPredictor` through its public image state
-(``features``, ``original_size``, ``input_size``, ``is_image_set``), the same attributes
-:meth:`SamPredictor.set_image` fills; the predictor is not changed.
+A cached embedding is restored into a fresh :class:`segany.SamPredictor` by its public
+:meth:`~segany.SamPredictor.set_embedding`.
 """
 
 from __future__ import annotations
@@ -71,16 +70,13 @@ def compute_embedding(model: Sam, image: np.ndarray) -> Embedding:
     )
 
 
-def predictor_for(model: Sam, embedding: Embedding) -> SamPredictor:
-    """A new predictor with ``embedding`` set, as if :meth:`SamPredictor.set_image` had computed it."""
+def predictor_for(model: Sam, embedding: Embedding, image: np.ndarray | None = None) -> SamPredictor:
+    """A new predictor with ``embedding`` set, as if :meth:`SamPredictor.set_image` had computed it.
+
+    ``image`` (``H x W x 3`` uint8 RGB) lets a model with a zoom-in pass redo prompts on small objects.
+    """
     predictor = SamPredictor(model)
-    predictor.reset_image()
-    predictor.features = embedding.features.to(predictor.device)
-    predictor.original_size = embedding.original_size
-    predictor.input_size = embedding.input_size
-    predictor.orig_h, predictor.orig_w = embedding.original_size
-    predictor.input_h, predictor.input_w = embedding.input_size
-    predictor.is_image_set = True
+    predictor.set_embedding(embedding.features, embedding.original_size, image=image)
     return predictor
 
 

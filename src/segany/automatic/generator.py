@@ -191,13 +191,8 @@ class SamAutomaticMaskGenerator:
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         masks = _Masks()
         batch = self.config.points_per_batch
-        image_cache: dict[str, Any] = {}  # the decoder's image-only work, once per crop, not per batch
         for start in range(0, len(points), batch):
-            masks.add(
-                self._process_batch(
-                    points[start : start + batch], crop_size, crop_box, orig_size, image_cache
-                )
-            )
+            masks.add(self._process_batch(points[start : start + batch], crop_size, crop_box, orig_size))
         self.predictor.reset_image()
         if not len(masks):
             return masks
@@ -217,24 +212,21 @@ class SamAutomaticMaskGenerator:
         crop_size: tuple[int, int],
         crop_box: list[int],
         orig_size: tuple[int, int],
-        image_cache: dict[str, Any] | None = None,
     ) -> _Masks:
         cfg = self.config
-        model = self.predictor.model
-        device = self.predictor.device
-        state_features = self.predictor.features
+        predictor = self.predictor
+        mask_threshold = predictor.model.mask_threshold
         coords = torch.as_tensor(
-            self.predictor.transform.apply_coords(points, crop_size), dtype=torch.float, device=device
+            predictor.transform.apply_coords(points, crop_size), dtype=torch.float, device=predictor.device
         )
-        labels = torch.ones(len(points), dtype=torch.int, device=device)
+        labels = torch.ones(len(points), dtype=torch.int, device=predictor.device)
         # Prompts none of whose candidates can pass the IoU filter are never upscaled (their logits are
         # NaN and unused: the filter below drops them).
-        low_res, iou_preds = model.decode(
-            state_features,
-            points=(coords[:, None], labels[:, None]),
+        low_res, iou_preds = predictor.predict_low_res(
+            coords[:, None],
+            labels[:, None],
             multimask_output=True,
             min_iou=cfg.pred_iou_thresh if cfg.pred_iou_thresh > 0.0 else None,
-            image_cache=image_cache,
         )
 
         # One row per candidate, in the official order: point-major, then the 3 candidates of each point.
@@ -253,14 +245,12 @@ class SamAutomaticMaskGenerator:
         chunk = max(1, _PIXELS_PER_CHUNK // pixels)
         for start in range(0, len(index), chunk):
             rows = index[start : start + chunk]
-            logits = model.postprocess_masks(
-                low_res[rows][:, None], self.predictor.input_size, crop_size, self.predictor.exact
-            )[:, 0]
-            stability = stability_score(logits, model.mask_threshold, cfg.stability_score_offset)
+            logits = predictor.upscale_masks(low_res[rows][:, None])[:, 0]
+            stability = stability_score(logits, mask_threshold, cfg.stability_score_offset)
             good = torch.ones_like(stability, dtype=torch.bool)
             if cfg.stability_score_thresh > 0.0:
                 good &= stability >= cfg.stability_score_thresh
-            binary = logits[good] > model.mask_threshold
+            binary = logits[good] > mask_threshold
             del logits
             boxes = masks_to_boxes(binary)
             near = box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])

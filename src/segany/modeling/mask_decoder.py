@@ -12,6 +12,7 @@ from .batched_decoding import SharedImage, prepare_shared_image, two_way_shared_
 from .common import MLP, LayerNorm2d
 from .packed_linear import PackedConvTranspose2x2
 from .transformer import TwoWayTransformer
+from .versions import contents_key
 
 # Prompts decoded together by the batched fast path (see MaskDecoder._predict_shared_image).
 _PROMPTS_PER_CHUNK = 16
@@ -153,7 +154,7 @@ class MaskDecoder(nn.Module):
         if image_cache is None or torch.is_grad_enabled():
             return prepare_shared_image(self.transformer, image_embeddings + dense, image_pe)
         first = self.transformer.layers[0]
-        # Tensors are told apart by their memory and version counter; the entry holds references to
+        # Tensors are told apart by their memory and version counter (segany.modeling.versions); the entry holds references to
         # them, so their memory cannot be freed and reused by other tensors while it is cached.
         inputs = (
             image_embeddings,
@@ -162,9 +163,12 @@ class MaskDecoder(nn.Module):
             *first.cross_attn_token_to_image.parameters(),
             *first.cross_attn_image_to_token.parameters(),
         )
+        contents = [contents_key(t) for t in inputs]
+        if None in contents:  # an inference tensor: nothing tells its later contents apart
+            return prepare_shared_image(self.transformer, image_embeddings + dense, image_pe)
         key = (
             torch.is_autocast_enabled(image_embeddings.device.type),
-            tuple((t.data_ptr(), t._version, t.dtype, tuple(t.shape), t.stride()) for t in inputs),
+            tuple((c, t.dtype, tuple(t.shape), t.stride()) for c, t in zip(contents, inputs, strict=True)),
         )
         cached = image_cache.get("shared_image")
         if cached is not None and cached[0] == key:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..runtime import cpu_autocast_dtype, packed_weights_enabled
+from .versions import contents_key
 
 _ACTIVATIONS = ("none", "gelu")
 # Products with fewer multiply-adds run unpacked in the weight's precision (see _PackedMatrix._linear):
@@ -81,6 +82,7 @@ class _PackedMatrix:
         if (
             not _AVAILABLE
             or torch.is_grad_enabled()
+            or weight.is_inference()  # no version counter to tell when to pack it again
             or torch.jit.is_tracing()
             or torch.jit.is_scripting()
             or _compiling()
@@ -95,7 +97,7 @@ class _PackedMatrix:
 
     def _packed_weight(self, dtype: torch.dtype, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         sources = (self.weight, self.bias)  # type: ignore[attr-defined]
-        key = (dtype, *((t.data_ptr(), t._version) for t in sources if t is not None))
+        key = (dtype, *(contents_key(t) for t in sources if t is not None))
         if self._packed is None or self._packed[0] != key:
             matrix, bias = self._matrix()
             weight = torch.ops.mkldnn._reorder_linear_weight(matrix.detach().to(dtype), max(rows, 1))

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..prompts import PIXEL_CENTER_OFFSET, PointLabel
 from .common import LayerNorm2d
+from .versions import contents_key
 
 
 class PromptEncoder(nn.Module):
@@ -71,9 +72,10 @@ class PromptEncoder(nn.Module):
         matrix changes, so that per-image caches downstream recognise it.
         """
         matrix = self.pe_layer.positional_encoding_gaussian_matrix
-        if torch.is_grad_enabled():
+        contents = contents_key(matrix)
+        if torch.is_grad_enabled() or torch.is_inference_mode_enabled() or contents is None:
             return self.pe_layer(self.image_embedding_size).unsqueeze(0)
-        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype)
+        key = (contents, matrix.device, matrix.dtype)
         cached = self._dense_pe_cache
         if cached is None or cached[0] != key:
             cached = self._dense_pe_cache = (
