@@ -40,6 +40,7 @@ VALID_LABELS = frozenset(int(label) for label in PointLabel)
 PADDING_POINT = (0.0, 0.0)
 PIXEL_CENTER_OFFSET = 0.5
 LOW_RES_MASK_SIZE = 256  # side of mask prompts and low-resolution logits for the official models
+MAX_INTERACTIVE_POINTS = 200  # clicks one interactive request may carry (the app); far above real use
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
@@ -99,6 +100,23 @@ def check_boxes(box: Any) -> np.ndarray | None:
     if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
         raise PromptError("box must be XYXY with x0 <= x1 and y0 <= y1.")
     return boxes
+
+
+def check_inside(points: Any, box: Any, width: int, height: int) -> None:
+    """Refuse points (``N x 2`` XY) or a box (XYXY) that lie outside a ``width x height`` image.
+
+    Points must fall on a pixel (``0 <= x < W``, ``0 <= y < H``); a box may reach the image's far edges.
+    The predictor itself accepts any coordinates, as the official one does; the command line and the
+    annotation app hold users to this rule.
+    """
+    for x, y in np.asarray(points if points is not None else [], dtype=np.float64).reshape(-1, 2):
+        if not (0 <= x < width and 0 <= y < height):
+            raise PromptError(f"Point ({x:g}, {y:g}) lies outside the image ({width} x {height} pixels).")
+    if box is not None:
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            shown = ", ".join(f"{v:g}" for v in (x0, y0, x1, y1))
+            raise PromptError(f"Box ({shown}) reaches outside the image ({width} x {height} pixels).")
 
 
 def check_mask_input(mask_input: Any, size: int = LOW_RES_MASK_SIZE) -> np.ndarray | None:

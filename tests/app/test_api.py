@@ -455,5 +455,6 @@ def test_internal_errors_are_one_sentence(make_client, monkeypatch: pytest.Monke
 
     app = make_client().app
     monkeypatch.setattr(app.state.segany.storage, "labels", lambda: 1 / 0)
-    response = TestClient(app, raise_server_exceptions=False).get("/api/labels")
+    client = TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
+    response = client.get("/api/labels")
     assert response.status_code == 500 and "ZeroDivisionError" in _detail(response)

@@ -167,3 +167,19 @@ def test_serve_form_parses_options_before_and_after(
 def test_serve_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["annotate", str(tmp_path / "nowhere")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_busy_port_before_creating_anything(
+    images_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as other:  # another program listening
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        db = tmp_path / "fresh.sqlite"
+        assert main(["annotate", str(images_dir), "--db", str(db), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port}" in err and "--port" in err and "open http" not in err
+    assert "Traceback" not in err and not db.exists()

@@ -82,9 +82,9 @@ def test_annotation_app_embeds_and_predicts(model, image, tmp_path):
     (tmp_path / "images").mkdir()
     Image.fromarray(image).save(tmp_path / "images" / "a.png")
     app = create_app(tmp_path / "images", model_factory=lambda: model, db_path=tmp_path / "db.sqlite")
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         (entry,) = client.get("/api/images").json()["images"]
-        assert client.post(f"/api/images/{entry['id']}/embed").status_code == 200
+        assert client.post(f"/api/images/{entry['id']}/embed", headers={"Content-Type": "application/json"}).status_code == 200
         answer = client.post(f"/api/images/{entry['id']}/predict", json={"points": [[80, 60]], "labels": [1]})
         assert answer.status_code == 200, answer.text
 

@@ -8,15 +8,29 @@ Request models refuse unknown keys, so a misspelt field is an error, not silentl
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ..prompts import MAX_INTERACTIVE_POINTS
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Status = Literal["accepted", "proposed", "rejected"]
 Source = Literal["manual", "prefill", "import"]
 ExportFormat = Literal["sa1b", "coco", "png", "yolo"]
 Label = Annotated[str, Field(max_length=200)]
+MAX_PROMPTS_BYTES = 64 * 1024  # an annotation's stored prompts, as compact JSON
+
+
+def _small_json(value: Any) -> Any:
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > MAX_PROMPTS_BYTES:
+        raise ValueError(f"is {size:,} bytes of JSON; keep it under {MAX_PROMPTS_BYTES:,}")
+    return value
+
+
+Prompts = Annotated[Any, AfterValidator(_small_json)]
 
 
 class _Request(BaseModel):
@@ -61,8 +75,12 @@ class PreviousPrediction(_Request):
 class PredictRequest(_Request):
     """Prompts for one prediction; at least one point or a box."""
 
-    points: list[tuple[Finite, Finite]] = Field(default_factory=list, description="[[x, y], ...] pixels")
-    labels: list[Literal[0, 1]] = Field(default_factory=list, description="1 foreground, 0 background")
+    points: list[tuple[Finite, Finite]] = Field(
+        default_factory=list, max_length=MAX_INTERACTIVE_POINTS, description="[[x, y], ...] pixels"
+    )
+    labels: list[Literal[0, 1]] = Field(
+        default_factory=list, max_length=MAX_INTERACTIVE_POINTS, description="1 foreground, 0 background"
+    )
     box: tuple[Finite, Finite, Finite, Finite] | None = Field(None, description="[x0, y0, x1, y1] pixels")
     previous: PreviousPrediction | None = None
     multimask: bool = True
@@ -110,7 +128,7 @@ class AnnotationList(BaseModel):
 class NewAnnotation(_Request):
     mask: RleMask
     label: Label = ""
-    prompts: Any = None
+    prompts: Prompts = None
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     annotator: Annotated[str, Field(max_length=200)] = ""
     status: Status = "accepted"

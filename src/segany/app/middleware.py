@@ -1,13 +1,15 @@
-"""ASGI guards in front of the app: an access token, and a limit on request body size.
+"""ASGI guards in front of the app: allowed host names, security headers, an access token, requests
+only the app's own page can send, and a limit on request body size.
 
-Both answer with JSON ``{"detail": "one sentence"}`` before the application sees the request.
+Each refusal is JSON ``{"detail": "one sentence"}``, sent before the application sees the request.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
@@ -150,3 +152,111 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class HostCheck:
+    """Answer only requests whose ``Host`` names this server: an IP address, ``localhost`` or one of
+    ``names``. A page on another site that re-points its own DNS name at this machine (DNS rebinding)
+    sends its own name, and is refused with 400."""
+
+    def __init__(self, app: ASGIApp, names: Iterable[str] = ()) -> None:
+        self.app = app
+        self.names = {"localhost", *(name.lower().rstrip(".") for name in names)}
+
+    def allowed(self, host_header: str) -> bool:
+        host = host_header.strip().lower()
+        if host.startswith("["):  # [IPv6]:port
+            host = host[1 : host.find("]")] if "]" in host else host
+        elif host.count(":") == 1:
+            host = host.split(":")[0]
+        host = host.rstrip(".")
+        if host in self.names:
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = _header(scope, b"host") or ""
+        if self.allowed(host):
+            await self.app(scope, receive, send)
+            return
+        detail = (
+            f"Host {host!r} is not a name this server was started for; open it by its address "
+            "(e.g. http://127.0.0.1:PORT/) or start it with --allow-host NAME."
+        )
+        await send_json(send, 400, detail)
+
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REQUESTED_WITH = b"x-requested-with"
+
+
+class SameOriginWrites:
+    """State-changing requests (POST, PUT, PATCH, DELETE) need ``Content-Type: application/json`` or an
+    ``X-Requested-With`` header. A form on another site can send neither (either one makes the browser
+    ask this server first, which does not allow other origins), so it cannot change annotations even
+    where no token is set. Refused with 415."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method", "GET") not in STATE_CHANGING:
+            await self.app(scope, receive, send)
+            return
+        media_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        if media_type == "application/json" or _header(scope, REQUESTED_WITH) is not None:
+            await self.app(scope, receive, send)
+            return
+        detail = (
+            f"A {scope['method']} request needs Content-Type: application/json or an X-Requested-With "
+            "header (a cross-site form can send neither)."
+        )
+        await send_json(send, 415, detail)
+
+
+# The UI loads its own scripts, styles and images only; the API docs page (/docs, /redoc) loads
+# FastAPI's Swagger UI / ReDoc from their CDN with one inline script.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+    "https://fastapi.tiangolo.com https://cdn.redoc.ly; worker-src blob:; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    """Adds to every response: no framing by other pages (clickjacking), no MIME sniffing, no referrer
+    (page URLs may carry ``?token=``), and a Content-Security-Policy."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = DOCS_POLICY if scope.get("path", "").startswith(DOCS_PATHS) else PAGE_POLICY
+        extra = [
+            (b"x-frame-options", b"DENY"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"content-security-policy", policy.encode()),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

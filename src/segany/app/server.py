@@ -30,13 +30,18 @@ GET    /                               the UI (``static/index.html``), its files
 An annotation is ``{"id", "image_id", "label", "status", "source", "mask", "bbox" (XYWH), "area",
 "seconds", "annotator", "prompts", "created", "updated"}``.
 
-Status codes: 400 malformed JSON, 401 missing or wrong token, 403 an image path that leads outside the
-images folder (a symlink), 404 unknown id (or a prediction no longer kept), 409 an image file changed
-size since it was registered, 413 body over the limit, 422 well-formed but invalid input.
+Status codes: 400 malformed JSON or a ``Host`` the server was not started for, 401 missing or wrong
+token, 403 an image path that leads outside the images folder (a symlink), 404 unknown id (or a
+prediction no longer kept), 409 an image file changed size since it was registered, 413 body over the
+limit, 415 a POST / PATCH / DELETE without ``Content-Type: application/json`` (or ``X-Requested-With``),
+422 well-formed but invalid input (prompts outside the image included).
 
-Additions to the issue's API: ``image_id``, ``prompts`` and ``updated`` in annotations; ``?rescan=true``;
-the token is also accepted from a cookie, which a request authorised by ``?token=`` sets, so that the
-page's scripts and styles load without the token in their URLs.
+Security model (see :mod:`.middleware`): the server listens on 127.0.0.1 by default; ``--token`` makes
+every request carry a secret (``Authorization: Bearer``, ``?token=``, or the cookie a ``?token=`` request
+sets so that the page's scripts load without it); requests must name the server by IP address,
+``localhost`` or an allowed host name (no DNS rebinding); state-changing requests must be ones a
+cross-site form cannot send; responses forbid framing and carry a Content-Security-Policy. The API is
+described at ``/docs`` (Swagger UI) and ``/redoc``; they load their viewer from a CDN.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,7 +65,7 @@ from ..errors import ImageError, SegAnyError
 from ..formats import rle as rle_utils
 from ..modeling import Sam
 from . import api_models as m
-from .middleware import BodyLimit, TokenAuth
+from .middleware import BodyLimit, HostCheck, SameOriginWrites, SecurityHeaders, TokenAuth
 from .service import AnnotationService
 from .storage import AnnotationRow, Storage
 
@@ -82,6 +87,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     static_dir: str | Path | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> FastAPI:
     """The annotation app over the images in ``images_dir``, storing annotations in ``db_path``.
 
@@ -94,6 +100,8 @@ def create_app(
         token: if given, every request needs it (see :class:`segany.app.middleware.TokenAuth`).
         max_body_bytes: larger request bodies are refused with 413.
         static_dir: the UI's folder (default: ``segany/app/static``).
+        allowed_hosts: host names (besides ``localhost`` and IP addresses) that requests may name in
+            their ``Host`` header, e.g. the machine's name when serving a network; others get 400.
     """
     images_dir = Path(images_dir).resolve()
     if not images_dir.is_dir():
@@ -107,17 +115,20 @@ def create_app(
         yield
         service.queue.stop()
 
-    app = FastAPI(title="segany annotate", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="segany annotate", lifespan=lifespan)  # API docs at /docs and /redoc
     app.state.segany = service
     _add_error_handlers(app)
     _add_image_routes(app, service)
     _add_annotation_routes(app, service)
     _add_work_routes(app, service)
     _add_ui_routes(app, Path(static_dir) if static_dir is not None else STATIC_DIR)
-    # Added last = outermost: the token is checked before any of the body is read.
+    # Added last = outermost: host, then token, then the request's form, before any body is read.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(SameOriginWrites)
     if token:
         app.add_middleware(TokenAuth, token=token)
+    app.add_middleware(HostCheck, names=allowed_hosts)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -21,6 +21,7 @@ from ..errors import SegAnyError
 from ..formats import rle as rle_utils
 from ..images import load_image
 from ..modeling import Sam
+from ..prompts import check_inside
 from . import catalog
 from .embeddings import (
     BackgroundQueue,
@@ -132,6 +133,7 @@ class AnnotationService:
         """Masks for prompts in image pixels (points ``N x 2`` XY, box XYXY), refining candidate
         ``previous = (prediction id, index)`` if given. Returns ``(prediction id, C x H x W bool masks,
         C scores)``."""
+        check_inside(points, box, image.width, image.height)
         mask_input = None
         if previous is not None:
             prediction_id, index = previous

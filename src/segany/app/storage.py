@@ -211,6 +211,8 @@ class Storage:
             return conn.total_changes - before
 
     def image(self, image_id: int) -> ImageRow | None:
+        if not _storable(image_id):
+            return None
         with self.reading() as conn:
             row = conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
         return _image(row) if row else None
@@ -285,6 +287,8 @@ class Storage:
         return [int(i) for i in ids]
 
     def annotation(self, annotation_id: int) -> AnnotationRow | None:
+        if not _storable(annotation_id):
+            return None
         with self.reading() as conn:
             row = conn.execute("SELECT * FROM annotations WHERE id = ?", (annotation_id,)).fetchone()
         return _annotation(row) if row else None
@@ -292,6 +296,8 @@ class Storage:
     def annotations(self, image_id: int, statuses: Iterable[str] = STATUSES) -> list[AnnotationRow]:
         """The image's annotations with one of ``statuses``, oldest first."""
         statuses = tuple(statuses)
+        if not _storable(image_id):
+            return []
         marks = ", ".join("?" * len(statuses))
         with self.reading() as conn:
             rows = conn.execute(
@@ -306,6 +312,8 @@ class Storage:
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {', '.join(sorted(unknown))}; change one of {sorted(allowed)}.")
+        if not _storable(annotation_id):
+            return None
         values = {key: json.dumps(v) if key in ("mask", "bbox") else v for key, v in changes.items()}
         values["updated"] = utc_now()
         assignments = ", ".join(f"{key} = ?" for key in values)
@@ -320,6 +328,8 @@ class Storage:
 
     def delete_annotation(self, annotation_id: int) -> bool:
         """Delete one annotation; False if there was none with this id."""
+        if not _storable(annotation_id):
+            return False
         with self.writing() as conn:
             return conn.execute("DELETE FROM annotations WHERE id = ?", (annotation_id,)).rowcount > 0
 
@@ -367,6 +377,11 @@ def _touch_session(conn: sqlite3.Connection, annotator: str, now: str) -> None:
         conn.execute(
             "INSERT INTO sessions (annotator, started, last_seen) VALUES (?, ?, ?)", (annotator, now, now)
         )
+
+
+def _storable(row_id: int) -> bool:
+    """Whether ``row_id`` fits SQLite's 64-bit INTEGER (a larger id names no row; sqlite3 would raise)."""
+    return -(2**63) <= row_id < 2**63
 
 
 def _image(row: sqlite3.Row) -> ImageRow:

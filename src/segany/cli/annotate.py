@@ -34,6 +34,14 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name browsers may use to reach the server, besides its IP addresses and localhost "
+        "(repeatable; e.g. the machine's name on a network)",
+    )
+    parser.add_argument(
         "--token", default=None, help="require this secret on every request (Bearer header or ?token=)"
     )
     parser.add_argument(
@@ -130,6 +138,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise SegAnyError(f"Images folder {args.images_dir} does not exist; give a folder of images.")
     if args.max_body_mb <= 0:
         raise SegAnyError("--max-body-mb must be positive.")
+    _check_port_free(args.host, args.port)
     if not _is_loopback(args.host) and not args.token:
         print(
             f"segany annotate: warning: listening on {args.host} without --token; anyone who can reach this "
@@ -143,6 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
         model_factory=lambda: model,
         token=args.token,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        allowed_hosts=[args.host, *args.allow_host],
     )
     total = len(app.state.segany.storage.image_paths())
     query = f"?token={args.token}" if args.token else ""
@@ -154,6 +164,30 @@ def _serve(args: argparse.Namespace) -> int:
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program listens on, before the database is created or the model loaded."""
+    import socket
+
+    from ..errors import SegAnyError
+
+    if not 0 < port < 65536:
+        raise SegAnyError(f"--port must be between 1 and 65535, got {port}.")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SegAnyError(f"Cannot listen on {host!r}: {exc.strerror}; give an address with --host.") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise SegAnyError(
+                f"Cannot listen on {host} port {port} ({exc.strerror}); another program may use it, "
+                "choose another with --port."
+            ) from exc
 
 
 def _is_loopback(host: str) -> bool:

@@ -74,19 +74,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import PromptError, SegAnyError
     from ..images import load_image
+    from ..prompts import check_inside
 
     check_text_args(args)
     image = load_image(args.image)
     height, width = image.shape[:2]
     if not args.point and args.box is None and args.text is None:
         raise PromptError("Give at least one --point X,Y, a --box X0,Y0,X1,Y1 or a --text PHRASE.")
-    for x, y, _ in args.point:
-        if not (0 <= x < width and 0 <= y < height):
-            raise PromptError(f"Point ({x:g}, {y:g}) lies outside the image ({width} x {height} pixels).")
-    if args.box is not None:
-        x0, y0, x1, y1 = args.box
-        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-            raise PromptError(f"Box {args.box} reaches outside the image ({width} x {height} pixels).")
+    check_inside([(x, y) for x, y, _ in args.point], args.box, width, height)
 
     from ..predictor import SamPredictor
 

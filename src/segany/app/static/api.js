@@ -8,11 +8,10 @@ function headers(extra = {}) {
 }
 
 async function request(method, path, body) {
-  const init = { method, headers: headers() };
-  if (body !== undefined) {
-    init.headers = headers({ "Content-Type": "application/json" });
-    init.body = JSON.stringify(body);
-  }
+  // The server refuses state-changing requests without a JSON content type (cross-site forms
+  // cannot send one), so every non-GET request declares it, with or without a body.
+  const init = { method, headers: method === "GET" ? headers() : headers({ "Content-Type": "application/json" }) };
+  if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
   if (!response.ok) throw await errorOf(response);
   return response;
