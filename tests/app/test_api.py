@@ -348,16 +348,24 @@ def test_export_zip_reads_back(make_client, tmp_path: Path, format: str) -> None
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     out = tmp_path / "export"
     zipfile.ZipFile(io.BytesIO(response.content)).extractall(out)
-    assert json.loads((out / "labels.json").read_text()) == {"sub/c.png": ["egg"]}
+    if format in ("png", "yolo"):  # formats without labels get them beside the files
+        assert json.loads((out / "labels.json").read_text()) == {"sub/c.png": ["egg"]}
+    else:
+        assert not (out / "labels.json").exists()
     if format == "sa1b":
         info, anns = read_sa1b(out / "sub" / "c.json")
         assert info["file_name"] == "sub/c.png" and len(anns) == 1
         assert np.array_equal(rle_utils.decode(anns[0]["segmentation"]), mask)
+        assert anns[0]["label"] == "egg"
         assert not (out / "a.json").exists()  # only accepted annotations are exported
+        # SA-1B-pure: every JSON file in the folder is one image's SA-1B file.
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")) == ["sub/c.json"]
     elif format == "coco":
         ((info, anns),) = read_coco(out / "instances.json")
         assert info["file_name"] == "sub/c.png"
         assert np.array_equal(rle_utils.decode(anns[0]["segmentation"]), mask)
+        categories = json.loads((out / "instances.json").read_text())["categories"]
+        assert categories == [{"id": anns[0]["category_id"], "name": "egg"}]
         assert not any(
             part.startswith(".") for path in out.rglob("*") for part in path.relative_to(out).parts
         )
@@ -374,7 +382,7 @@ def test_export_refusals(make_client) -> None:
     client = make_client()
     response = client.post("/api/export", json={"format": "tiff"})
     assert response.status_code == 422 and "'format'" in _detail(response)
-    empty = client.post("/api/export", json={"format": "sa1b"})
+    empty = client.post("/api/export", json={"format": "png"})
     assert json.loads(zipfile.ZipFile(io.BytesIO(empty.content)).read("labels.json")) == {}
 
 

@@ -3,6 +3,7 @@ out-of-range input, framing; each refused with one sentence and a 4xx, nothing s
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_api import H, W, _detail, _ellipse_mask, _ids
 
@@ -109,3 +110,17 @@ def test_pages_cannot_be_framed_and_the_api_is_described(make_client) -> None:
     assert "swagger" in client.get("/docs").text.lower()
     schema = client.get("/openapi.json").json()
     assert "/api/images/{image_id}/predict" in schema["paths"]
+
+
+def test_a_decompression_bomb_is_skipped(make_client, images_dir, monkeypatch, caplog) -> None:
+    from PIL import Image
+
+    big = np.zeros((300, 400, 3), np.uint8)
+    Image.fromarray(big).save(images_dir / "bomb.png")
+    # Pillow refuses images over twice MAX_IMAGE_PIXELS as bombs; lower the bar so this one is.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 400 // 3)
+    client = make_client()
+    names = [i["name"] for i in client.get("/api/images").json()["images"]]
+    assert "bomb.png" not in names and "a.png" in names
+    assert client.get("/api/images", params={"rescan": "true"}).status_code == 200
+    assert any("bomb.png" in r.getMessage() and "too large" in r.getMessage() for r in caplog.records)

@@ -97,6 +97,90 @@ def test_import_refuses_other_files(images_dir: Path, tmp_path: Path, capsys: py
     assert main(["annotate", "import", "--db", db, "--images", str(tmp_path / "none"), str(other)]) == 1
 
 
+def test_import_names_each_image_once(images_dir: Path, tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    names = [
+        "a.png",
+        "./a.png",
+        "sub/../a.png",
+        str(images_dir / "a.png"),
+        "sub\\c.png",
+        "../secret.png",
+        "/etc/passwd",
+    ]
+    coco = {
+        "images": [{"id": i + 1, "file_name": name, "width": W, "height": H} for i, name in enumerate(names)],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "segmentation": rle_utils.encode(_box(0, 0, 9, 9))[0],
+            }
+            for i in range(len(names))
+        ],
+        "categories": [{"id": 1, "name": "x"}],
+    }
+    (files / "instances.json").write_text(json.dumps(coco))
+    db = tmp_path / "annotations.sqlite"
+    assert (
+        main(
+            [
+                "annotate",
+                "import",
+                "--db",
+                str(db),
+                "--images",
+                str(images_dir),
+                str(files / "instances.json"),
+            ]
+        )
+        == 0
+    )
+    storage = Storage(db)
+    assert sorted(storage.image_paths()) == ["a.png", "sub/c.png"]
+    assert len(storage.annotations(storage.image_by_path("a.png").id)) == 4
+    out = tmp_path / "out"
+    for annotation in storage.annotations(storage.image_by_path("a.png").id):
+        storage.update_annotation(annotation.id, status="accepted")
+    assert main(["annotate", "export", "--db", str(db), "--format", "coco", "--out", str(out)]) == 0
+
+
+def test_import_is_all_or_nothing(images_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    files = tmp_path / "files"
+    get_writer("sa1b").write(files, "a.png", 0, H, W, [_record(_box(10, 10, 40, 30))])
+    (files / "broken.json").write_text("{")
+    db = tmp_path / "annotations.sqlite"
+    args = ["annotate", "import", "--db", str(db), "--images", str(images_dir)]
+    assert main([*args, str(files / "a.json"), str(files / "broken.json")]) == 1
+    assert "broken.json" in capsys.readouterr().err
+    assert Storage(db).image_paths() == set()  # the good file's masks were not stored either
+    assert main([*args, str(files / "a.json")]) == 0
+    storage = Storage(db)
+    assert len(storage.annotations(storage.image_by_path("a.png").id)) == 1
+
+
+def test_export_then_import_keeps_labels(images_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "annotations.sqlite"
+    storage = Storage(db)
+    storage.add_images([("a.png", W, H)])
+    a = storage.image_by_path("a.png")
+    for label, mask in (("cat", _box(5, 5, 50, 50)), ("dog", _box(60, 60, 70, 100))):
+        rle = rle_utils.encode(mask)[0]
+        storage.add_annotations(a.id, [NewAnnotation(rle, rle_utils.area(rle), bbox_xywh(rle), label=label)])
+    for format, exported in (("sa1b", "a.json"), ("coco", "instances.json")):
+        out = tmp_path / format
+        assert main(["annotate", "export", "--db", str(db), "--format", format, "--out", str(out)]) == 0
+        other = tmp_path / f"{format}.sqlite"
+        assert (
+            main(["annotate", "import", "--db", str(other), "--images", str(images_dir), str(out / exported)])
+            == 0
+        )
+        again = Storage(other)
+        assert [x.label for x in again.annotations(again.image_by_path("a.png").id)] == ["cat", "dog"]
+
+
 def test_export_with_images(images_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     db = tmp_path / "annotations.sqlite"
     storage = Storage(db)
@@ -118,7 +202,7 @@ def test_export_with_images(images_dir: Path, tmp_path: Path, capsys: pytest.Cap
     info, anns = read_sa1b(out / "sub" / "c.json")
     assert info["file_name"] == "sub/c.png"
     assert [rle_utils.decode(a["segmentation"]).sum() for a in anns] == [45 * 45, 10 * 40]
-    assert json.loads((out / "labels.json").read_text()) == {"sub/c.png": ["cat", "dog"]}
+    assert [a["label"] for a in anns] == ["cat", "dog"] and not (out / "labels.json").exists()
     assert (out / "images" / "sub" / "c.png").read_bytes() == (images_dir / "sub" / "c.png").read_bytes()
     assert not (out / "images" / "a.png").exists()
 

@@ -45,6 +45,8 @@ def image_size(path: Path) -> tuple[int, int]:
             width, height = img.size
             if img.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
                 width, height = height, width
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"Image {path} is too large to decode safely ({exc}).") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"Cannot read {path} as an image ({exc}); remove it or fix it.") from exc
     return height, width

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -251,40 +251,28 @@ class Storage:
         new pre-fill replaces the last one's unreviewed proposals). Annotators' sessions are updated.
         """
         now = utc_now()
-        annotations = list(annotations)
         with self.writing() as conn:
             if replace_proposed_from is not None:
                 conn.execute(
                     "DELETE FROM annotations WHERE image_id = ? AND status = 'proposed' AND source = ?",
                     (image_id, replace_proposed_from),
                 )
-            ids = [
+            return _insert_annotations(conn, image_id, list(annotations), now)
+
+    def import_annotations(self, images: Iterable[tuple[str, int, int, Sequence[NewAnnotation]]]) -> int:
+        """Register images ``(path, width, height, annotations)`` that are new and store their annotations,
+        all in one transaction (nothing is stored if any part fails); returns the annotations stored."""
+        now = utc_now()
+        stored = 0
+        with self.writing() as conn:
+            for path, width, height, annotations in images:
                 conn.execute(
-                    """
-                    INSERT INTO annotations (image_id, mask, area, bbox, label, prompts, source, status,
-                                             annotator, seconds, created, updated)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    (
-                        image_id,
-                        json.dumps(a.mask, separators=(",", ":")),
-                        int(a.area),
-                        json.dumps([int(v) for v in a.bbox]),
-                        a.label,
-                        json.dumps(a.prompts, separators=(",", ":")),
-                        a.source,
-                        a.status,
-                        a.annotator,
-                        float(a.seconds),
-                        now,
-                        now,
-                    ),
-                ).lastrowid
-                for a in annotations
-            ]
-            for annotator in sorted({a.annotator for a in annotations if a.annotator}):
-                _touch_session(conn, annotator, now)
-        return [int(i) for i in ids]
+                    "INSERT OR IGNORE INTO images (path, width, height, added) VALUES (?, ?, ?, ?)",
+                    (path, int(width), int(height), now),
+                )
+                (image_id,) = conn.execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone()
+                stored += len(_insert_annotations(conn, int(image_id), list(annotations), now))
+        return stored
 
     def annotation(self, annotation_id: int) -> AnnotationRow | None:
         if not _storable(annotation_id):
@@ -362,6 +350,40 @@ class Storage:
         """Every annotator session as ``{"id", "annotator", "started", "last_seen"}``, oldest first."""
         with self.reading() as conn:
             return [dict(row) for row in conn.execute("SELECT * FROM sessions ORDER BY id")]
+
+
+def _insert_annotations(
+    conn: sqlite3.Connection, image_id: int, annotations: list[NewAnnotation], now: str
+) -> list[int]:
+    """Insert one image's annotations within the caller's transaction; returns their ids in order.
+    Annotators' sessions are updated."""
+    ids = [
+        conn.execute(
+            """
+            INSERT INTO annotations (image_id, mask, area, bbox, label, prompts, source, status,
+                                     annotator, seconds, created, updated)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (
+                image_id,
+                json.dumps(a.mask, separators=(",", ":")),
+                int(a.area),
+                json.dumps([int(v) for v in a.bbox]),
+                a.label,
+                json.dumps(a.prompts, separators=(",", ":")),
+                a.source,
+                a.status,
+                a.annotator,
+                float(a.seconds),
+                now,
+                now,
+            ),
+        ).lastrowid
+        for a in annotations
+    ]
+    for annotator in sorted({a.annotator for a in annotations if a.annotator}):
+        _touch_session(conn, annotator, now)
+    return [int(i) for i in ids]
 
 
 def _touch_session(conn: sqlite3.Connection, annotator: str, now: str) -> None:

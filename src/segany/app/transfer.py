@@ -4,18 +4,22 @@ SA-1B and COCO files as proposals.
 Export: every image with at least one ``accepted`` annotation is written with the writer of the chosen
 format (the same files ``segany auto`` writes), its masks in annotation-id order. A human-accepted mask
 has ``predicted_iou`` and ``stability_score`` 1.0, ``crop_box`` the whole image and ``point_coords`` the
-mask pixel farthest from its edge. Labels, which these formats do not carry, go to ``OUT/labels.json``:
-``{"<image path>": ["label of mask 0", "label of mask 1", ...]}`` in the order the masks were written.
+mask pixel farthest from its edge. Labels: COCO makes them its categories; SA-1B keeps each in its
+annotation's ``"label"`` (the folder holds SA-1B files only); PNG and YOLO, which cannot carry them, get
+``OUT/labels.json``: ``{"<image path>": ["label of mask 0", ...]}`` in the order the masks were written.
 
 Import: an SA-1B per-image JSON or a COCO instances JSON; each image is matched by ``file_name``
-(relative to the images folder; registered when the file is there but not yet in the database) and its
-masks are stored as ``proposed`` annotations with source ``import`` and, for COCO, the category name as
-the label. Importing the same file twice stores its masks twice.
+(relative to the images folder, written any way that stays inside it: ``./a.jpg``, ``sub/../a.jpg`` and
+the absolute path name one image; registered when the file is there but not yet in the database) and its
+masks are stored as ``proposed`` annotations with source ``import`` and the label of the file (COCO's
+category name, SA-1B's ``"label"``). An import is all or nothing: every file is read and checked first,
+then everything is stored in one transaction. Importing the same file twice stores its masks twice.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from .masks import MaskError, bbox_xywh, checked_rle, interior_point
 from .storage import AnnotationRow, ImageRow, NewAnnotation, Storage
 
 LABELS_FILE = "labels.json"
+FORMATS_WITHOUT_LABELS = ("png", "yolo")  # these get LABELS_FILE
 
 
 @dataclass
@@ -64,6 +69,7 @@ def export_record(annotation: AnnotationRow, image: ImageRow) -> dict[str, Any]:
         "point_coords": [interior_point(rle_utils.decode(annotation.mask))],
         "stability_score": 1.0,
         "crop_box": [0, 0, image.width, image.height],
+        "label": annotation.label,
     }
 
 
@@ -94,39 +100,44 @@ def export_annotations(
             shutil.copy2(source, target)
             summary.copied += 1
     writer.finish(out_dir)
-    atomic_write_json(out_dir / LABELS_FILE, labels)
+    if format in FORMATS_WITHOUT_LABELS:
+        atomic_write_json(out_dir / LABELS_FILE, labels)
     return summary
 
 
 def import_files(storage: Storage, images_dir: Path, files: Iterable[Path]) -> ImportSummary:
-    """Store the masks of SA-1B or COCO files as proposals (see module docstring)."""
+    """Store the masks of SA-1B or COCO files as proposals, all or nothing (see module docstring)."""
     summary = ImportSummary()
+    pending: dict[str, tuple[int, int, list[NewAnnotation]]] = {}  # canonical path -> width, height, masks
     for path in files:
         for info, found, categories in _read(Path(path)):
             image = _find_image(storage, images_dir, str(info.get("file_name", "")), summary)
             if image is None:
                 continue
-            new = []
+            name, width, height = image
+            new = pending.setdefault(name, (width, height, []))[2]
             for i, ann in enumerate(found):
                 try:
-                    mask = _segmentation(ann.get("segmentation"), image.height, image.width)
+                    mask = _segmentation(ann.get("segmentation"), height, width)
                 except (MaskError, KeyError, TypeError, ValueError) as exc:
-                    summary.skipped.append(f"{path}: mask {i} of {image.path}: {exc}")
+                    summary.skipped.append(f"{path}: mask {i} of {name}: {exc}")
                     continue
+                label = categories.get(ann.get("category_id"), "") if categories else ann.get("label", "")
                 new.append(
                     NewAnnotation(
                         mask=mask,
                         area=rle_utils.area(mask),
                         bbox=bbox_xywh(mask),
-                        label=categories.get(ann.get("category_id"), ""),
+                        label=str(label or "")[:200],
                         prompts=None,
                         source="import",
                         status="proposed",
                     )
                 )
-            storage.add_annotations(image.id, new)
-            summary.images += 1
-            summary.annotations += len(new)
+    summary.annotations = storage.import_annotations(
+        (name, width, height, masks) for name, (width, height, masks) in pending.items()
+    )
+    summary.images = len(pending)
     return summary
 
 
@@ -150,21 +161,49 @@ def _read(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]], dict[A
     )
 
 
-def _find_image(storage: Storage, images_dir: Path, name: str, summary: ImportSummary) -> ImageRow | None:
-    """The registered image ``name``, registering it when its file is in ``images_dir``; None if absent."""
-    image = storage.image_by_path(name)
-    if image is not None:
-        return image
+def _find_image(
+    storage: Storage, images_dir: Path, name: str, summary: ImportSummary
+) -> tuple[str, int, int] | None:
+    """``(canonical path, width, height)`` of the image a file names, registered or with its file in
+    ``images_dir``; None (with a sentence in ``summary.skipped``) if neither."""
     try:
-        path = inside(images_dir, name)
+        canonical = canonical_name(images_dir, name)
+    except ImageError as exc:
+        summary.skipped.append(f"image {name!r}: {exc}")
+        return None
+    image = storage.image_by_path(canonical)
+    if image is not None:
+        return image.path, image.width, image.height
+    try:
+        path = inside(images_dir, canonical)
         if not path.is_file():
-            raise ImageError(f"no file {name!r} in {images_dir}")
+            raise ImageError(f"no file {canonical!r} in {images_dir}")
         height, width = image_size(path)
     except ImageError as exc:
         summary.skipped.append(f"image {name!r}: {exc}")
         return None
-    storage.add_images([(Path(name).as_posix(), width, height)])
-    return storage.image_by_path(Path(name).as_posix())
+    return canonical, width, height
+
+
+def canonical_name(images_dir: Path, name: str) -> str:
+    """The one relative POSIX path (as the app registers images) that ``name`` means: ``./a.jpg``,
+    ``sub/../a.jpg``, ``sub\\a.jpg`` and the absolute path of a file in ``images_dir`` all name one image.
+
+    Raises :class:`ImageError` for an empty name or one that leads outside ``images_dir``.
+    """
+    text = name.replace("\\", "/").strip()
+    if not text:
+        raise ImageError("the file names no image (empty file_name)")
+    if posixpath.isabs(text):
+        base = Path(images_dir).resolve().as_posix()
+        text = posixpath.normpath(text)
+        if not text.startswith(base + "/"):
+            raise ImageError(f"{name!r} is not in the images folder {images_dir}")
+        text = text[len(base) + 1 :]
+    text = posixpath.normpath(text)
+    if text == "." or text == ".." or text.startswith("../"):
+        raise ImageError(f"{name!r} leads outside the images folder")
+    return text
 
 
 def _segmentation(segmentation: Any, height: int, width: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""COCO instances JSON for a whole folder, every mask in one class ("object").
+"""COCO instances JSON for a whole folder: one category per label of the records (their optional
+``"label"``, e.g. an annotator's), "object" for records without one (the automatic generator's).
 
 Layout of ``OUT/instances.json``::
 
@@ -7,7 +8,7 @@ Layout of ``OUT/instances.json``::
      "annotations": [{"id", "image_id", "category_id": 1, "segmentation": {"size": [H, W], "counts": str},
                       "area", "bbox", "iscrowd": 0, "score", "predicted_iou", "stability_score",
                       "point_coords", "crop_box"}],
-     "categories": [{"id": 1, "name": "object"}]}
+     "categories": [{"id": 1, "name": "object"}, ...]}  # ids 1, 2, ... in order of first use
 
 ``bbox`` and ``crop_box`` are ``[x, y, w, h]`` and ``point_coords`` ``[[x, y]]``, in pixels; ``score`` is
 the predicted IoU, so the file also serves as detection results for COCOeval.
@@ -43,8 +44,13 @@ def coco_annotation(record: Record, image_id: int, height: int, width: int) -> d
     the SA-1B fields plus COCO's ``image_id``, ``category_id``, ``iscrowd`` and ``score``."""
     annotation = sa1b_annotation(record, 0, height, width)
     del annotation["id"]
+    label = annotation.pop("label", "")
     annotation.update(
-        image_id=int(image_id), category_id=CATEGORY["id"], iscrowd=0, score=annotation["predicted_iou"]
+        image_id=int(image_id),
+        category_id=CATEGORY["id"],
+        iscrowd=0,
+        score=annotation["predicted_iou"],
+        category_name=label or CATEGORY["name"],  # numbered across the folder by finish()
     )
     return annotation
 
@@ -89,14 +95,17 @@ class CocoWriter(MaskWriter):
             seen[image["id"]] = image["file_name"]
 
         annotations = []
+        categories: dict[str, int] = {}
         for part in parts:
             for ann in part["annotations"]:
-                annotations.append({"id": len(annotations) + 1, **ann})
+                name = ann.pop("category_name", CATEGORY["name"])
+                category_id = categories.setdefault(name, len(categories) + 1)
+                annotations.append({"id": len(annotations) + 1, **ann, "category_id": category_id})
         document = {
             "info": {"description": "Masks from segany's automatic mask generator", "version": __version__},
             "images": [part["image"] for part in parts],
             "annotations": annotations,
-            "categories": [dict(CATEGORY)],
+            "categories": [{"id": i, "name": name} for name, i in categories.items()] or [dict(CATEGORY)],
         }
         atomic_write_json(Path(out_dir) / INSTANCES_FILE, document)
 

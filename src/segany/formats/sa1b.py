@@ -39,6 +39,7 @@ def sa1b_annotation(record: Record, ann_id: int, height: int, width: int) -> dic
         "point_coords": plain(record["point_coords"]),
         "stability_score": plain(record["stability_score"]),
         "crop_box": plain(record["crop_box"]),
+        **({"label": str(record["label"])} if record.get("label") else {}),
     }
 
 
