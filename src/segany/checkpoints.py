@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -85,11 +86,18 @@ def _read_torch(path: Path) -> tuple[object, SamConfig | None]:
                 "for safety (weights_only=True); re-save it as a plain state dict."
             ) from exc
         raise CheckpointError(
-            f"Checkpoint {path} is truncated or corrupt ({_short(exc)}); download it again."
+            f"Checkpoint {path} is truncated or corrupt, or no checkpoint at all (its pickle is unreadable); "
+            "download it again, or give a .pth or .safetensors file of SAM weights."
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise CheckpointError(
             f"Checkpoint {path} is truncated or corrupt ({_short(exc)}); download it again."
+        ) from exc
+    except (KeyError, IndexError, TypeError, AttributeError, struct.error) as exc:
+        # torch.load's legacy reader on a file that is neither a zip archive nor a pickle (text, say).
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle); give a .pth or "
+            ".safetensors file of SAM weights."
         ) from exc
     config = None
     if isinstance(data, Mapping) and CONFIG_METADATA_KEY in data:

@@ -121,6 +121,7 @@ class _Payload:
         (lambda p: None, "Checkpoint not found"),
         (lambda p: p.write_bytes(b"\x00garbage" * 10), "is truncated or corrupt"),
         (lambda p: p.write_bytes(b""), "is truncated or corrupt"),
+        (lambda p: p.write_text("hello\n"), "is not a PyTorch checkpoint"),
         (
             lambda p: torch.save({"fc.weight": torch.zeros(3, 3)}, p),
             "is not a SAM checkpoint: none of its 1 tensors",
@@ -129,7 +130,7 @@ class _Payload:
         (lambda p: torch.save({"step": 4}, p), "is not a SAM checkpoint: it holds no tensors"),
         (lambda p: torch.save({"x": _Payload()}, p, pickle_module=pickle), "refuses to load for safety"),
     ],
-    ids=["missing", "garbage", "empty", "not-sam", "list", "no-tensors", "pickled-object"],
+    ids=["missing", "garbage", "empty", "text", "not-sam", "list", "no-tensors", "pickled-object"],
 )
 def test_bad_pth_files(tmp_path, make, message):
     path = tmp_path / "bad.pth"

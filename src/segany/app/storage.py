@@ -144,7 +144,13 @@ class Storage:
             raise StorageError(
                 f"Database path {self.path} is a folder; give a file such as annotations.sqlite."
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot create the folder of the database {self.path} ({exc.strerror or exc}); "
+                "give another path."
+            ) from exc
         try:
             with self._connect() as conn:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SegAnyError as exc:
         print(f"segany: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file system refusal no command foresaw: still one sentence
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"segany: error: {exc.strerror or exc}{where}.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("segany: interrupted", file=sys.stderr)
         return 130

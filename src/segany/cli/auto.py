@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..automatic.config import GeneratorConfig
 from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
-from .common import add_model_args, load_model
+from .common import add_model_args, load_model, make_out_dir
 from .config_flags import add_config_flags, config_from_args
 from .text_options import add_text_args, check_text_args, load_text_encoder_from_args
 
@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
     images = find_images(args.inputs)
     if not images:
         raise SegAnyError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found in {' '.join(args.inputs)}.")
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_out_dir(args.out)
     writer = get_writer(args.format)
     todo = [
         (i, path, name)

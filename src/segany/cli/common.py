@@ -86,3 +86,19 @@ def _device(name: str | None) -> torch.device:
             f"Device {name!r} is not available here ({found} CUDA device(s)); use --device cpu."
         )
     return device
+
+
+def make_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create the output folder ``path`` (and its parents), or say in one sentence why it cannot be."""
+    from ..errors import SegAnyError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SegAnyError(f"{flag} {path} is an existing file, not a folder; give a folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SegAnyError(
+            f"Cannot create the folder {path} ({exc.strerror or exc}); give another {flag}."
+        ) from exc
+    return path

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .common import add_model_args, load_model
+from .common import add_model_args, load_model, make_out_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,11 +39,13 @@ def run(args: argparse.Namespace) -> int:
         from ..export.quantize import measure_cost, quantize
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
         raise SegAnyError("ONNX export needs the onnx extra: pip install 'segany[onnx]'.") from exc
+    from ..export.onnx_export import check_opset
+
+    check_opset(args.opset)  # before the model loads
     args.device = "cpu"
     args.precision = "float32"
     model = load_model(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_out_dir(args.out)
     written = [
         export_decoder(model, out / "decoder.onnx", return_single_mask=not args.multimask, opset=args.opset)
     ]

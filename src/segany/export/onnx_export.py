@@ -8,11 +8,45 @@ from pathlib import Path
 
 import torch
 
+from ..errors import SegAnyError
 from ..modeling import Sam
 from .onnx_decoder import INPUT_NAMES, LOW_RES_OUTPUT_NAMES, OUTPUT_NAMES, SamOnnxDecoder
 
 ENCODER_INPUT = "image"  # 1 x 3 x S x S, normalised and padded (Sam.preprocess)
 ENCODER_OUTPUT = "image_embeddings"
+# Opsets the graphs export at: arange needs 11; 20 is the highest of PyTorch's TorchScript exporter.
+MIN_OPSET, MAX_OPSET = 11, 20
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset outside ``MIN_OPSET..MAX_OPSET`` in one sentence."""
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise SegAnyError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (default 17), got {opset}.")
+
+
+def _export(
+    module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, opset: int, **options
+) -> None:
+    """``torch.onnx.export`` (TorchScript exporter) with tracer warnings silenced for this call only."""
+    check_opset(opset)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        try:
+            torch.onnx.export(
+                module,
+                inputs,
+                str(path),
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+                **options,
+            )
+        except (torch.onnx.OnnxExporterError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SegAnyError(
+                f"ONNX export to {path} failed at opset {opset} ({first}); try opset 17."
+            ) from exc
 
 
 def _dummy_decoder_inputs(model: Sam, num_points: int = 5) -> tuple[torch.Tensor, ...]:
@@ -45,20 +79,15 @@ def export_decoder(
         model.float().eval(), return_single_mask=return_single_mask, upscale=upscale
     ).eval()
     dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=UserWarning)
-        torch.onnx.export(
-            wrapper,
-            _dummy_decoder_inputs(model),
-            str(path),
-            input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES if upscale else LOW_RES_OUTPUT_NAMES,
-            dynamic_axes=dynamic_axes,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    _export(
+        wrapper,
+        _dummy_decoder_inputs(model),
+        path,
+        opset,
+        input_names=INPUT_NAMES,
+        output_names=OUTPUT_NAMES if upscale else LOW_RES_OUTPUT_NAMES,
+        dynamic_axes=dynamic_axes,
+    )
     return path
 
 
@@ -67,17 +96,12 @@ def export_encoder(model: Sam, path: str | os.PathLike[str], opset: int = 17) ->
     path = Path(path)
     encoder = model.image_encoder.float().eval()
     size = encoder.img_size
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=UserWarning)
-        torch.onnx.export(
-            encoder,
-            (torch.randn(1, 3, size, size),),
-            str(path),
-            input_names=[ENCODER_INPUT],
-            output_names=[ENCODER_OUTPUT],
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    _export(
+        encoder,
+        (torch.randn(1, 3, size, size),),
+        path,
+        opset,
+        input_names=[ENCODER_INPUT],
+        output_names=[ENCODER_OUTPUT],
+    )
     return path

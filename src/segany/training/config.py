@@ -184,17 +184,33 @@ def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TrainConfigError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from exc
+    except UnicodeDecodeError as exc:
+        raise TrainConfigError(
+            f"{what[0].upper()}{what[1:]} {path} is not a text file; give a .toml or .json file."
+        ) from exc
     try:
-        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise TrainConfigError(
             f"{what[0].upper()}{what[1:]} {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}."
         ) from exc
+    if not isinstance(values, dict):
+        raise TrainConfigError(
+            f"{what[0].upper()}{what[1:]} {path} must hold settings by name (a JSON object), "
+            f"got a {type(values).__name__}."
+        )
+    return values
 
 
 def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from plain values; unknown keys are an error, not ignored."""
     raw = dict(raw)
+    for key in ("model_config", "simulation", "text"):  # tables of settings (None leaves the default)
+        value = raw.get(key)
+        if value is not None and not isinstance(value, (dict, SamConfig, SimulationConfig, TextPromptConfig)):
+            raise TrainConfigError(
+                f"Invalid training config: {key} must be a table of settings ([{key}]), got {value!r}."
+            )
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
