@@ -82,6 +82,9 @@ def test_grid_and_crops():
         (dict(box_nms_thresh=1.5), "box_nms_thresh must lie in [0, 1]"),
         (dict(points_per_batch=0), "points_per_batch must be positive"),
         (dict(max_mask_area_fraction=0.0), "max_mask_area_fraction must lie in (0, 1]"),
+        (dict(pred_iou_thresh=2.0), "pred_iou_thresh must lie in [0, 1]"),
+        (dict(stability_score_offset=float("nan")), "stability_score_offset must be a finite number"),
+        (dict(crop_overlap_ratio=float("inf")), "crop_overlap_ratio must be a finite number"),
     ],
 )
 def test_bad_options(kwargs, message):

@@ -232,6 +232,11 @@ def test_config_file_paths_are_relative_to_it_and_typos_are_errors(tmp_path: Pat
     path.write_text('out_dir = "out"\n[[data]]\nspec = "x"\n')
     with pytest.raises(TrainConfigError, match="Say what to train"):
         load_train_config(path)
+    # The command line's --out-dir overrides the file's out_dir, and fills it in where the file has none.
+    path.write_text('model = "vit_b"\n[[data]]\nspec = "x"\n')
+    with pytest.raises(TrainConfigError, match="names no out_dir"):
+        load_train_config(path)
+    assert load_train_config(path, {"out_dir": "elsewhere"}).out_dir == "elsewhere"
 
 
 def test_a_vit_t_model_trains_too(tmp_path: Path) -> None:

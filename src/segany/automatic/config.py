@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -63,6 +64,10 @@ class GeneratorConfig:
     )
 
     def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float):
+                _check(math.isfinite(value), f"{item.name} must be a finite number, got {value}")
         _check(self.output_mode in OUTPUT_MODES, f"output_mode must be one of {', '.join(OUTPUT_MODES)}")
         _check(self.points_per_side is None or self.points_per_side > 0, "points_per_side must be positive")
         _check(self.points_per_batch > 0, "points_per_batch must be positive")

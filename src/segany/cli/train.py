@@ -41,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     from ..training.config import load_train_config
     from ..training.trainer import LAST_STATE, Trainer
 
-    config = load_train_config(args.config)
     changes = {
         key: value
         for key, value in (
@@ -52,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    if changes:
-        config = config.replace(**changes)
+    config = load_train_config(args.config, changes)
     state = Path(config.out_dir) / LAST_STATE
     if state.exists() and not (args.resume or args.overwrite):
         raise SegAnyError(

@@ -25,6 +25,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,10 +172,16 @@ def _check_types(config: TrainConfig) -> None:
             raise TrainConfigError(f"Invalid training config: {item.name} must be {names}, got {value!r}.")
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Read a ``.toml`` or ``.json`` training configuration; relative paths are made relative to it."""
+def load_train_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read a ``.toml`` or ``.json`` training configuration; relative paths are made relative to it.
+
+    ``overrides``: settings that replace the file's or fill in what it lacks (the command line's
+    ``--out-dir``, ``--steps``...); their paths stay as given (relative to the working directory).
+    """
     path = Path(path)
-    return train_config_from_dict(read_config_file(path, "training config"), base=path.parent)
+    return train_config_from_dict(
+        read_config_file(path, "training config"), base=path.parent, overrides=overrides
+    )
 
 
 def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
@@ -202,8 +209,11 @@ def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
     return values
 
 
-def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from plain values; unknown keys are an error, not ignored."""
+def train_config_from_dict(
+    raw: dict[str, Any], base: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """Build a :class:`TrainConfig` from plain values; unknown keys are an error, not ignored.
+    ``overrides``: see :func:`load_train_config`."""
     raw = dict(raw)
     for key in ("model_config", "simulation", "text"):  # tables of settings (None leaves the default)
         value = raw.get(key)
@@ -237,6 +247,11 @@ def train_config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Tra
         for key in ("out_dir", "checkpoint", "progress"):
             if raw.get(key) is not None and base is not None:
                 raw[key] = os.path.normpath(base / Path(raw[key]).expanduser())
+        raw.update(overrides or {})
+        if raw.get("out_dir") is None:
+            raise TrainConfigError(
+                'The training config names no out_dir; add out_dir = "runs/NAME" to it or pass --out-dir.'
+            )
         return TrainConfig(**raw)
     except TrainConfigError:
         raise
