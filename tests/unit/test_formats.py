@@ -271,3 +271,22 @@ def test_registry_names_match_and_unknown_name_lists_choices():
         assert cls.name == name and get_writer(name).name == name
     with pytest.raises(ValueError, match="unknown output format 'bmp'; choose one of sa1b, coco, png, yolo"):
         get_writer("bmp")
+
+
+def test_atomic_write_uses_unique_temporary_files_and_cleans_up(tmp_path):
+    from segany.formats.base import atomic_write
+
+    seen = []
+
+    def fail(tmp):
+        seen.append(tmp)
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    for _ in range(2):
+        with pytest.raises(OSError, match="disk full"):
+            atomic_write(tmp_path / "c.png", fail)
+    assert seen[0] != seen[1] and all(p.parent == tmp_path for p in seen)
+    assert list(tmp_path.iterdir()) == []  # neither a temporary file nor a partial target
+    atomic_write(tmp_path / "c.png", lambda tmp: tmp.write_bytes(b"done"))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.png"] and (tmp_path / "c.png").read_bytes() == b"done"

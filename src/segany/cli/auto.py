@@ -181,15 +181,11 @@ def _open_text_scores(out_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def _write_overlay(path: Path, image, records: list[dict]) -> None:
-    import os
-
     from PIL import Image
 
     from ..formats import rle
+    from ..formats.base import atomic_write
     from ..visualize import draw_masks
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     picture = draw_masks(image, [rle.decode(r["segmentation"]) for r in records])
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(picture).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Image.fromarray(picture).save(tmp, format="PNG"))

@@ -140,11 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_png(path: Path, array: object) -> None:
     """Write through a temporary file so an interrupted run never leaves a truncated picture."""
-    import os
-
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    from ..formats.base import atomic_write
+
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))  # type: ignore[arg-type]

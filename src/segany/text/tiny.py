@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TextEncoderError
+from ..formats.base import atomic_write
 from .scenes import VOCABULARY
 
 METADATA_KEY = "segany_text_encoder"
@@ -137,12 +138,10 @@ class TinyTextImageEncoder(nn.Module):
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: self.config.to_json()})
-        os.replace(tmp, path)
-        return path
+        return atomic_write(
+            path, lambda tmp: save_file(tensors, str(tmp), metadata={METADATA_KEY: self.config.to_json()})
+        )
 
 
 def tokenize(phrase: str) -> list[str]:

@@ -7,7 +7,6 @@ The file is a plain ``torch.save`` dictionary (tensors, numbers, strings), loade
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 
 from ..checkpoints import CONFIG_METADATA_KEY
 from ..errors import CheckpointError
+from ..formats.base import atomic_write
 from ..modeling import Sam
 
 FORMAT = "segany-train-1"
@@ -50,11 +50,7 @@ def save_training_state(
         },
         "train_config": _plain(train_config),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_training_state(
@@ -107,11 +103,7 @@ def save_progress(path: Path, model: Sam, step: int) -> Path:
     metadata = {PROGRESS_STEP_KEY: str(step)}
     if model.config is not None:
         metadata[CONFIG_METADATA_KEY] = model.config.to_json()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_progress(path: Path, model: Sam) -> ResumePoint:
