@@ -96,3 +96,18 @@ def test_cli_prints_and_draws(folder: Path, tmp_path: Path, capsys) -> None:
 def test_a_folder_without_manifest_is_refused(tmp_path: Path, capsys) -> None:
     assert main(["engine", "stats", str(tmp_path)]) == 1
     assert "has no manifest.jsonl" in capsys.readouterr().err
+
+
+def test_tick_labels_never_repeat() -> None:
+    from segany.engine.plot import tick_labels
+
+    assert tick_labels([0.0, 0.25, 0.5, 0.75, 1.0], 0) == [(0, "0.0"), (2, "0.5"), (4, "1.0")]
+    assert tick_labels([0.0, 1.0, 2.0], 0) == [(0, "0"), (1, "1"), (2, "2")]
+    assert tick_labels([3.0, 3.0, 3.0], 0) == [(0, "3")]
+
+
+def test_an_errors_file_even_when_nothing_failed(tmp_path) -> None:
+    from segany.engine.outputs import ERRORS, LabelLog
+
+    LabelLog(tmp_path).compact()
+    assert (tmp_path / ERRORS).read_text() == ""

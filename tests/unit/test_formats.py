@@ -290,3 +290,16 @@ def test_atomic_write_uses_unique_temporary_files_and_cleans_up(tmp_path):
     assert list(tmp_path.iterdir()) == []  # neither a temporary file nor a partial target
     atomic_write(tmp_path / "c.png", lambda tmp: tmp.write_bytes(b"done"))
     assert [p.name for p in tmp_path.iterdir()] == ["c.png"] and (tmp_path / "c.png").read_bytes() == b"done"
+
+
+def test_atomic_writes_are_readable_as_open_makes_them(tmp_path):
+    import os
+
+    from segany.formats.base import atomic_write_json
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644

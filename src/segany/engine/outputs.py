@@ -107,8 +107,7 @@ class LabelLog:
         entries = sorted(self.entries().values(), key=lambda e: (e.get("image_id", 0), e["name"]))
         atomic_write_text(self.manifest, "".join(_dumps(e) for e in entries))
         failed = [e for e in entries if e.get("status") == ERROR]
-        if failed or self.errors.exists():
-            atomic_write_text(self.errors, "".join(_dumps(e) for e in failed))
+        atomic_write_text(self.errors, "".join(_dumps(e) for e in failed))  # empty when none failed
 
     def add_run(self, line: dict[str, Any]) -> None:
         _append(self.runs, line)

@@ -71,7 +71,23 @@ def _panel(
             draw.rectangle([x0 + i * width + 1, y1 - height, x0 + (i + 1) * width - 1, y1], fill=BAR)
     draw.text((x0 - 8 - 6 * len(str(highest)), y0 - 4), str(highest), fill=TEXT, font=font)
     draw.text((x0 - 14, y1 - 6), "0", fill=TEXT, font=font)
-    for i in (0, len(edges) // 2, len(edges) - 1):
+    for i, text in tick_labels(edges, digits):
         x = x0 + i * width
         draw.line([(x, y1), (x, y1 + 4)], fill=AXIS)
-        draw.text((x - 12, y1 + 8), f"{edges[i]:.{digits}f}", fill=TEXT, font=font)
+        draw.text((x - 12, y1 + 8), text, fill=TEXT, font=font)
+
+
+def tick_labels(edges: list[float], digits: int) -> list[tuple[int, str]]:
+    """``(edge index, text)`` for the first, middle and last histogram edges, with as many decimals
+    (from ``digits`` up to 4) as it takes to tell them apart; a tick that would repeat its neighbour's
+    text is left out."""
+    ticks = sorted({0, len(edges) // 2, len(edges) - 1})
+    texts = [f"{edges[i]:.{digits}f}" for i in ticks]
+    for places in range(digits + 1, 5):
+        if len(set(texts)) == len(texts):
+            break
+        more = [f"{edges[i]:.{places}f}" for i in ticks]
+        if len(set(more)) > len(set(texts)):
+            texts = more
+    kept = [(i, text) for k, (i, text) in enumerate(zip(ticks, texts, strict=True)) if text not in texts[:k]]
+    return kept
