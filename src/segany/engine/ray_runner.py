@@ -24,6 +24,7 @@ from typing import Any
 
 from .pipeline import LabelJob, Labeller, LabelResult
 from .sources import ImageItem
+from .watchdog import child_pids, guard_children
 
 # Restarts of a crashed labelling actor (and retries of its batch) before the run fails.
 _MAX_RESTARTS = 2
@@ -90,9 +91,13 @@ def run_ray(
         raise SegAnyError("--ray needs Ray; install it with `pip install segany[scale]`.") from exc
 
     started_here = not ray.is_initialized()
+    watchdog = None
     if started_here:
         address = None if options.address == "auto" else options.address
+        before = set(child_pids())
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+        # A local cluster started here runs in new child processes: they must not outlive this driver.
+        watchdog = guard_children([pid for pid in child_pids() if pid not in before])
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver shows its own progress over the results
@@ -130,3 +135,5 @@ def run_ray(
     finally:
         if started_here:
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.stand_down()
