@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from ..formats import get_writer
     from ..formats.base import atomic_write_json
     from ..images import load_image
+    from ..progress import progress_bar
 
     check_text_args(args)
     top_k = _top_k(args)
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         text_encoder = load_text_encoder_from_args(args, generator.predictor.device)
 
     failed, masks_written = [], 0
-    for image_id, path, name in tqdm(todo, desc="images", unit="img", file=sys.stderr, disable=None):
+    for image_id, path, name in progress_bar(todo, desc="images", unit="img"):
         try:
             image = load_image(path, max_pixels=args.max_pixels)
         except SegAnyError as exc:

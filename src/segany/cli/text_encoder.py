@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
-    from tqdm import tqdm
 
     from ..errors import SegAnyError
+    from ..progress import progress_bar
     from ..text.scenes import TextScenes
     from ..text.train_encoder import retrieval_accuracy, train_encoder
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise SegAnyError(f"Cannot create the folder of --out ({exc.strerror}: {exc.filename}).") from exc
 
-    bar = tqdm(total=config.steps, unit="step", desc="train")
+    bar = progress_bar(total=config.steps, unit="step", desc="train")
 
     def progress(step: int, figures: dict[str, float]) -> None:
         bar.update(1)

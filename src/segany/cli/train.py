@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def progress_hook() -> Hook:
     """A tqdm bar over the steps with the latest loss and IoU (main process only)."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     bar = None
 
@@ -92,7 +92,7 @@ def progress_hook() -> Hook:
         if not trainer.info.is_main:
             return
         if bar is None:
-            bar = tqdm(total=trainer.config.steps, initial=step - 1, unit="step", desc="train")
+            bar = progress_bar(total=trainer.config.steps, initial=step - 1, unit="step", desc="train")
         bar.update(1)
         bar.set_postfix(loss=f"{figures['loss']:.3f}", iou=f"{figures['iou']:.3f}", refresh=False)
         if step >= trainer.config.steps:

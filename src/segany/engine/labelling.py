@@ -140,6 +140,6 @@ def label_images(
 
 
 def _progress(total: int):
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
-    return tqdm(total=total, desc="images", unit="img", file=sys.stderr, disable=None)
+    return progress_bar(total=total, desc="images", unit="img")

@@ -56,9 +56,10 @@ def rank_by_text(
     present = [i for i, mask in enumerate(masks) if mask.any()]
     scores = np.full(len(records), EMPTY_MASK_SCORE, dtype=np.float64)
     if present:
-        text = encoder.encode_text([phrase])[0]
-        crops = _embed_crops(image, [masks[i] for i in present], encoder, expand, batch_size)
-        scores[present] = (crops @ text.to(crops.device)).cpu().double().numpy()
+        with torch.no_grad():
+            text = encoder.encode_text([phrase])[0]
+            crops = _embed_crops(image, [masks[i] for i in present], encoder, expand, batch_size)
+            scores[present] = (crops @ text.to(crops.device)).cpu().double().numpy()
     order = sorted(range(len(records)), key=lambda i: -scores[i])  # sorted() is stable
     return [{**records[i], "text_score": float(scores[i])} for i in order]
 

@@ -21,7 +21,6 @@ resolution; each metric is the mean over all masks (SAM paper, section 7.1 and a
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -267,9 +266,9 @@ def evaluate(
     instances = matched = generated = 0
     indices = range(count)
     if progress:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
-        indices = tqdm(indices, desc="images", unit="img", file=sys.stderr, disable=None)
+        indices = progress_bar(indices, desc="images", unit="img")
     for index in indices:
         scene = scenes[index]
         if generator is not None:
