@@ -95,6 +95,9 @@ def run_one(args: argparse.Namespace) -> dict:
         official.load_state_dict(model.state_dict(), strict=True)
         generator = OfficialGenerator(official, **options)
     else:
+        from segany.runtime import reuse_freed_memory
+
+        reuse_freed_memory()  # the documented opt-in of a program that owns its process, as segany auto does
         generator = SamAutomaticMaskGenerator(model, **options)
     image = photo(args.width, args.height)
     # Time the encoder inside generate(): wrap set_image, which both generators call once per crop.

@@ -68,7 +68,7 @@ class SamPredictor:
                 as wide as its embeddings. Settable later as ``predictor.text_encoder``.
             compile: run the image encoder through ``torch.compile`` (PyTorch backend only). The first
                 ``set_image`` then builds the compiled code, which takes minutes on a small CPU (more
-                than 10 on this project's 2 cores for vit_b); worth it for long sessions on a GPU.
+                than 10 on a 2-core CPU for vit_b); worth it for long sessions on a GPU.
         """
         if backend not in ("torch", "onnxruntime", "onnxruntime-int8"):
             raise ValueError(

@@ -27,8 +27,10 @@ def reuse_freed_memory() -> bool:
     glibc serves allocations above 32 MiB with fresh ``mmap`` pages and unmaps them on free, so every
     large temporary (the decoder makes several of hundreds of MiB per batch of prompts) pays page faults
     and zeroing again; that cost was about a third of the batched decoder's time here. With this, the
-    process's heap keeps its peak size instead of shrinking between batches. Called by the automatic
-    generator; a no-op off Linux/glibc. Returns whether the setting is in effect.
+    process's heap keeps its peak size instead of shrinking between batches. It changes the whole
+    process, so library calls never make it: the programs that own their process and run the automatic
+    generator (``segany auto``, ``segany engine label``'s labellers, the annotation server) opt in, and
+    so may a script. A no-op off Linux/glibc. Returns whether the setting is in effect.
     """
     global _MEMORY_REUSE_SET
     if _MEMORY_REUSE_SET:
@@ -93,12 +95,25 @@ def cpu_autocast_dtype() -> torch.dtype | None:
     return dtype if enabled else None
 
 
+_PACKED_WEIGHTS: bool | None = None  # None: the environment's setting, read at the next use
+
+
 def packed_weights_enabled() -> bool:
     """Whether CPU inference may keep oneDNN-packed copies of linear weights (see
     :class:`segany.modeling.packed_linear.PackedLinear`): about 10% faster matrix products for the
-    memory of those weights once more. On unless the environment sets ``SEGANY_PACKED_WEIGHTS=0``.
+    memory of those weights once more. On unless the environment sets ``SEGANY_PACKED_WEIGHTS=0``
+    (read once, at the first forward pass) or :func:`set_packed_weights` says otherwise.
     """
-    return os.environ.get("SEGANY_PACKED_WEIGHTS", "1") != "0"
+    global _PACKED_WEIGHTS
+    if _PACKED_WEIGHTS is None:
+        _PACKED_WEIGHTS = os.environ.get("SEGANY_PACKED_WEIGHTS", "1") != "0"
+    return _PACKED_WEIGHTS
+
+
+def set_packed_weights(enabled: bool | None) -> None:
+    """Turn packed weights on or off for this process; None goes back to ``SEGANY_PACKED_WEIGHTS``."""
+    global _PACKED_WEIGHTS
+    _PACKED_WEIGHTS = enabled
 
 
 def bf16_is_fast(device: torch.device) -> bool:

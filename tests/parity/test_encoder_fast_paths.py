@@ -157,14 +157,24 @@ def test_mlp_block_with_fused_gelu_matches_unfused():
 
 
 def test_packed_weights_can_be_turned_off(monkeypatch):
+    from segany.runtime import packed_weights_enabled, set_packed_weights
+
     monkeypatch.setenv("SEGANY_PACKED_WEIGHTS", "0")
-    torch.manual_seed(0)
-    layer = PackedLinear(256, 192)
-    x = torch.randn(48, 256)
-    with torch.inference_mode():
-        out = layer(x)
-    assert layer._packed is None  # no packed copy made: the plain product ran
-    assert (out - torch.nn.functional.linear(x, layer.weight, layer.bias)).abs().max() <= 1e-5
+    set_packed_weights(None)  # the environment's setting, read at the next use
+    try:
+        assert not packed_weights_enabled()
+        torch.manual_seed(0)
+        layer = PackedLinear(256, 192)
+        x = torch.randn(48, 256)
+        with torch.inference_mode():
+            out = layer(x)
+        assert layer._packed is None  # no packed copy made: the plain product ran
+        assert (out - torch.nn.functional.linear(x, layer.weight, layer.bias)).abs().max() <= 1e-5
+        set_packed_weights(True)
+        assert packed_weights_enabled()
+    finally:
+        monkeypatch.delenv("SEGANY_PACKED_WEIGHTS")
+        set_packed_weights(None)
 
 
 def test_tiny_products_run_unpacked_in_the_weights_precision():

@@ -200,6 +200,9 @@ class AnnotationService:
         """Run the automatic generator on ``image``; store its masks as proposals replacing older ones."""
         from ..automatic import SamAutomaticMaskGenerator
 
+        from ..runtime import reuse_freed_memory
+
+        reuse_freed_memory()  # the server's process is ours (see segany.runtime.reuse_freed_memory)
         pixels = self.pixels(image)
         generator = SamAutomaticMaskGenerator(
             self.model, points_per_side=points_per_side, output_mode="coco_rle"

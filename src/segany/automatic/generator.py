@@ -19,7 +19,6 @@ from ..formats import rle as rle_codec
 from ..images import to_rgb_array
 from ..modeling import Sam
 from ..predictor import SamPredictor
-from ..runtime import reuse_freed_memory
 from .config import GeneratorConfig
 from .grid import build_all_layer_point_grids, generate_crop_boxes
 from .masks import (
@@ -154,7 +153,6 @@ class SamAutomaticMaskGenerator:
     def generate(self, image: Any) -> list[dict[str, Any]]:
         """Masks of everything in ``image`` (``H x W x 3`` uint8 RGB; grayscale, RGBA, PIL also taken)."""
         image = to_rgb_array(image)
-        reuse_freed_memory()
         masks = self._generate_masks(image)
         cfg = self.config
         if cfg.min_mask_region_area > 0:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from .common import add_model_args
 
-MODES = ("serve", "export", "import")
 FORMATS = ("sa1b", "coco", "png", "yolo")
 DEFAULT_DB = "annotations.sqlite"
 

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from ..formats.base import atomic_write_json
     from ..images import load_image
     from ..progress import progress_bar
+    from ..runtime import reuse_freed_memory
 
     check_text_args(args)
     top_k = _top_k(args)
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     skipped = len(images) - len(todo)
     text_scores = _open_text_scores(out_dir, args) if args.text is not None else None
     generator = SamAutomaticMaskGenerator.from_config(load_model(args), config) if todo else None
+    reuse_freed_memory()  # this process is ours (see segany.runtime.reuse_freed_memory)
     text_encoder = None
     if args.text is not None and generator is not None:
         from ..text.rerank import rank_by_text

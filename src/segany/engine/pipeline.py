@@ -90,6 +90,9 @@ class Labeller:
 
     def __init__(self, job: LabelJob) -> None:
         from ..automatic import SamAutomaticMaskGenerator
+        from ..runtime import reuse_freed_memory
+
+        reuse_freed_memory()  # a labelling process is the engine's own (see runtime.reuse_freed_memory)
         from ..formats import get_writer
 
         self.job = job

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -14,8 +16,19 @@ from .onnx_decoder import INPUT_NAMES, LOW_RES_OUTPUT_NAMES, OUTPUT_NAMES, SamOn
 
 ENCODER_INPUT = "image"  # 1 x 3 x S x S, normalised and padded (Sam.preprocess)
 ENCODER_OUTPUT = "image_embeddings"
+M = TypeVar("M", bound=torch.nn.Module)
 # Opsets the graphs export at: arange needs 11; 20 is the highest of PyTorch's TorchScript exporter.
 MIN_OPSET, MAX_OPSET = 11, 20
+
+
+def _float_eval(module: M) -> M:
+    """``module`` in float32 and eval mode for tracing; a copy when it is not so already, so the
+    caller's model keeps its precision and mode."""
+    tensors = [*module.parameters(), *module.buffers()]
+    in_eval = not any(m.training for m in module.modules())
+    if in_eval and all(t.dtype == torch.float32 for t in tensors if t.is_floating_point()):
+        return module
+    return copy.deepcopy(module).float().eval()
 
 
 def check_opset(opset: int) -> None:
@@ -76,7 +89,7 @@ def export_decoder(
     """
     path = Path(path)
     wrapper = SamOnnxDecoder(
-        model.float().eval(), return_single_mask=return_single_mask, upscale=upscale
+        _float_eval(model), return_single_mask=return_single_mask, upscale=upscale
     ).eval()
     dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
     _export(
@@ -94,7 +107,7 @@ def export_decoder(
 def export_encoder(model: Sam, path: str | os.PathLike[str], opset: int = 17) -> Path:
     """Write the image encoder as ONNX: ``image`` (``1 x 3 x S x S``, preprocessed) -> ``image_embeddings``."""
     path = Path(path)
-    encoder = model.image_encoder.float().eval()
+    encoder = _float_eval(model.image_encoder)
     size = encoder.img_size
     _export(
         encoder,

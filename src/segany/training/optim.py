@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ..modeling import Sam
 from ..modeling.common import DropPath
@@ -138,6 +137,3 @@ def reschedule(
     ):
         group["lr"] = base * factor(step)
 
-
-def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
-    return [param for param in module.parameters() if param.requires_grad]

@@ -1,4 +1,5 @@
-"""The training loop: read it top to bottom in :meth:`Trainer.run`; checkpoints and logs are hooks.
+"""The training loop: read it top to bottom in :meth:`Trainer.run`; logs are hooks (``hooks=``), the
+resumable state is saved every ``save_every`` steps and at the end.
 
 One optimiser step = ``grad_accum`` micro-batches of ``batch_size`` images per process, each the full
 simulated interaction of :class:`~segany.training.interactive.InteractiveLoss`. Every random draw of a
