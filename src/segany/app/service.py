@@ -199,7 +199,6 @@ class AnnotationService:
     def prefill(self, image: ImageRow, points_per_side: int) -> list[AnnotationRow]:
         """Run the automatic generator on ``image``; store its masks as proposals replacing older ones."""
         from ..automatic import SamAutomaticMaskGenerator
-
         from ..runtime import reuse_freed_memory
 
         reuse_freed_memory()  # the server's process is ours (see segany.runtime.reuse_freed_memory)
