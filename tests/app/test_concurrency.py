@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from segany.app.masks import bbox_xywh
-from segany.app.storage import Storage
 from segany.formats import rle as rle_utils
+from segany.store.storage import Storage
 
 H, W = 120, 160
 THREADS, SAVES = 8, 10
@@ -158,7 +158,7 @@ _SAVER = """
 import sys
 import numpy as np
 from segany.app.masks import bbox_xywh
-from segany.app.storage import NewAnnotation, Storage
+from segany.store.storage import NewAnnotation, Storage
 from segany.formats import rle
 
 storage = Storage(sys.argv[1])

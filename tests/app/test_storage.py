@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segany.app import storage as storage_module
-from segany.app.catalog import OutsideFolderError, image_size, inside, scan
 from segany.app.embeddings import BackgroundQueue, Prediction, RecentPredictions
 from segany.app.masks import MaskError, bbox_xywh, checked_rle, interior_point, string_counts
-from segany.app.storage import NewAnnotation, Storage, StorageError
 from segany.formats import rle as rle_utils
+from segany.store import storage as storage_module
+from segany.store.catalog import OutsideFolderError, image_size, inside, scan
+from segany.store.storage import NewAnnotation, Storage, StorageError
 
 H, W = 12, 16
 

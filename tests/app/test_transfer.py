@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from segany.app.masks import bbox_xywh
-from segany.app.storage import NewAnnotation, Storage
 from segany.cli import main
 from segany.formats import get_writer, read_sa1b
 from segany.formats import rle as rle_utils
+from segany.store.storage import NewAnnotation, Storage
 
 H, W = 120, 160
 

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from segany.app.masks import bbox_xywh
-from segany.app.storage import NewAnnotation, Storage
 from segany.cli import main
 from segany.engine.datasets import AnnotationDb, LabelledFolder
 from segany.engine.ledger import CURRENT, LEDGER
@@ -21,6 +20,7 @@ from segany.engine.rounds import ROUND_FILE
 from segany.engine.split import held_out_names, position, split
 from segany.formats import get_writer
 from segany.formats import rle as rle_utils
+from segany.store.storage import NewAnnotation, Storage
 from segany.training.synthetic import make_scene
 from support import FIXTURE_PATH
 

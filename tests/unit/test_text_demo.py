@@ -12,9 +12,9 @@ import torch
 
 from segany.errors import DatasetError, TextEncoderError
 from segany.text.encoder import TextImageEncoder
-from segany.text.scenes import PHRASE_FORMS, TextScenes, unique_phrase
 from segany.text.tiny import METADATA_KEY, TinyEncoderConfig, TinyTextImageEncoder, load_tiny_encoder
 from segany.training.datasets import open_dataset
+from segany.training.text_scenes import PHRASE_FORMS, TextScenes, unique_phrase
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "text_demo"
 # Scenes of this seed were used neither to train the encoder (seed 0), nor SAM (seed 1), nor for the
@@ -117,8 +117,8 @@ def test_loading_refuses_missing_and_wrong_files(tmp_path: Path) -> None:
 
 def test_the_demo_model_answers_phrases_on_unseen_scenes() -> None:
     from segany import build_sam
-    from segany.text.evaluate import evaluate_text
     from segany.training.text_config import TextEvalConfig
+    from segany.training.text_evaluate import evaluate_text
 
     torch.set_num_threads(1)
     model = build_sam(checkpoint=DEMO / "sam.safetensors", device="cpu")

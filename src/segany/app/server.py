@@ -64,10 +64,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import ImageError, SegAnyError
 from ..formats import rle as rle_utils
 from ..modeling import Sam
+from ..store.storage import AnnotationRow, Storage
 from . import api_models as m
 from .middleware import BodyLimit, HostCheck, SameOriginWrites, SecurityHeaders, TokenAuth
 from .service import AnnotationService
-from .storage import AnnotationRow, Storage
 
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"

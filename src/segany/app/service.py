@@ -22,7 +22,8 @@ from ..formats import rle as rle_utils
 from ..images import load_image
 from ..modeling import Sam
 from ..prompts import check_inside
-from . import catalog
+from ..store import catalog
+from ..store.storage import AnnotationRow, ImageRow, NewAnnotation, Storage
 from .embeddings import (
     BackgroundQueue,
     Embedding,
@@ -32,7 +33,6 @@ from .embeddings import (
     predictor_for,
 )
 from .masks import bbox_xywh, checked_rle
-from .storage import AnnotationRow, ImageRow, NewAnnotation, Storage
 from .transfer import export_annotations
 
 DEFAULT_PREFILL_POINTS_PER_SIDE = 16

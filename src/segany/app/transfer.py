@@ -33,9 +33,9 @@ from ..errors import ImageError, SegAnyError
 from ..formats import get_writer, read_coco, read_sa1b
 from ..formats import rle as rle_utils
 from ..formats.base import atomic_write_json
-from .catalog import image_size, inside
+from ..store.catalog import image_size, inside
+from ..store.storage import AnnotationRow, ImageRow, NewAnnotation, Storage
 from .masks import MaskError, bbox_xywh, checked_rle, interior_point
-from .storage import AnnotationRow, ImageRow, NewAnnotation, Storage
 
 LABELS_FILE = "labels.json"
 FORMATS_WITHOUT_LABELS = ("png", "yolo")  # these get LABELS_FILE

@@ -199,9 +199,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..app.storage import Storage
     from ..app.transfer import export_annotations
     from ..errors import SegAnyError
+    from ..store.storage import Storage
 
     if not Path(args.db).is_file():
         raise SegAnyError(f"Database {args.db} not found; give the --db the app was served with.")
@@ -217,9 +217,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..app.storage import Storage
     from ..app.transfer import import_files
     from ..errors import SegAnyError
+    from ..store.storage import Storage
 
     images = Path(args.images)
     if not images.is_dir():

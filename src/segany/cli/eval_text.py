@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import DatasetError, SegAnyError
     from ..formats.base import atomic_write_json
-    from ..text.evaluate import evaluate_text, format_text_table
     from ..text.load import check_pair, load_text_encoder
-    from ..text.scenes import TextScenes
     from ..training.datasets import open_dataset
+    from ..training.text_evaluate import evaluate_text, format_text_table
+    from ..training.text_scenes import TextScenes
 
     try:
         config = config_from_args(TextEvalConfig, args)

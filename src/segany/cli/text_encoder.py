@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import SegAnyError
     from ..progress import progress_bar
-    from ..text.scenes import TextScenes
-    from ..text.train_encoder import retrieval_accuracy, train_encoder
+    from ..training.text_encoder_training import retrieval_accuracy, train_encoder
+    from ..training.text_scenes import TextScenes
 
     try:
         config = config_from_args(EncoderTrainConfig, args)

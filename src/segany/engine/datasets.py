@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..app.catalog import inside
-from ..app.storage import Storage
 from ..errors import DatasetError, ImageError
 from ..formats import rle as rle_utils
 from ..formats.sa1b import read_sa1b
+from ..store.catalog import inside
+from ..store.storage import Storage
 from ..training.datasets import SceneDataset
 from ..training.synthetic import Scene
 from .outputs import LabelLog, json_path

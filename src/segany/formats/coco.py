@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from segany import __version__
 from segany.formats.base import (
     MaskWriter,
     Record,
@@ -33,6 +32,7 @@ from segany.formats.base import (
     output_stem,
 )
 from segany.formats.sa1b import sa1b_annotation
+from segany.version import __version__
 
 PARTS_DIR = ".coco_parts"
 INSTANCES_FILE = "instances.json"

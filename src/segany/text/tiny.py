@@ -1,7 +1,7 @@
 """A small text-image encoder that segany trains itself: the offline stand-in for CLIP (paper section 7.5).
 
 No CLIP weights can be had offline, so the text-prompt demonstration pairs SAM with this encoder,
-trained CLIP-style on labelled synthetic scenes (:mod:`segany.text.train_encoder`):
+trained CLIP-style on labelled synthetic scenes (:mod:`segany.training.text_encoder_training`):
 
 * the **image tower** is a small CNN on ``image_size x image_size`` RGB crops (four stride-2 convolutions
   with GroupNorm and GELU, global average pooling, a two-layer head);
@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import TextEncoderError
 from ..formats.base import atomic_write
-from .scenes import VOCABULARY
+from .vocabulary import VOCABULARY
 
 METADATA_KEY = "segany_text_encoder"
 UNKNOWN = "<unk>"

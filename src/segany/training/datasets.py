@@ -308,7 +308,7 @@ def open_dataset(spec: str) -> SceneDataset:
         * ``synthetic:seed=1,count=50,size=256`` (``height=``/``width=`` instead of ``size=``; each optional,
           defaults seed 0, count 1000, size 256);
         * ``text_scenes:seed=1,count=50,size=256``: the same options, labelled scenes of named shapes
-          (:class:`segany.text.scenes.TextScenes`, for the text-prompt demonstration).
+          (:class:`segany.training.text_scenes.TextScenes`, for the text-prompt demonstration).
 
     Raises:
         DatasetError: the spec names nothing usable, or a file it names is missing or unreadable.
@@ -448,8 +448,8 @@ def _open_synthetic(options: str) -> SyntheticDataset:
 
 
 def _open_text_scenes(options: str) -> SceneDataset:
-    """Labelled scenes (``segany.text.scenes``) from the options a synthetic spec takes."""
-    from segany.text.scenes import TextScenes  # the text package builds on this module
+    """Labelled scenes (``segany.training.text_scenes``) from the options a synthetic spec takes."""
+    from .text_scenes import TextScenes  # it builds on this module
 
     values = _synthetic_options(options, "text_scenes")
     return TextScenes(

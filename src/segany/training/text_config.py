@@ -57,7 +57,7 @@ class EncoderTrainConfig:
 
 @dataclass(frozen=True)
 class TextEvalConfig:
-    """What :func:`segany.text.evaluate.evaluate_text` measures; ``segany eval-text`` flags come from these."""
+    """What :func:`segany.training.text_evaluate.evaluate_text` measures; ``segany eval-text`` flags come from these."""
 
     max_images: int | None = field(default=None, metadata={"help": "evaluate at most this many scenes"})
     baselines: bool = field(

@@ -20,28 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..training.datasets import SceneDataset, check_generated
-from ..training.synthetic import Scene
-
-# Named colours far apart in RGB, each jittered a little per object.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (215, 45, 45),
-    "green": (45, 175, 65),
-    "blue": (50, 90, 230),
-    "yellow": (230, 210, 50),
-    "white": (238, 238, 238),
-}
-KINDS: tuple[str, ...] = ("ellipse", "rectangle", "triangle")
-# Longest extent of a shape, as a fraction of the shorter image side; the two ranges are far apart.
-SIZES: dict[str, tuple[float, float]] = {"small": (0.14, 0.22), "large": (0.34, 0.50)}
-# The ways an object is named, shortest first: each a tuple of the label's attributes, in phrase order.
-PHRASE_FORMS: tuple[tuple[str, ...], ...] = (
-    ("kind",),
-    ("colour", "kind"),
-    ("size", "kind"),
-    ("size", "colour", "kind"),
-)
-VOCABULARY: tuple[str, ...] = (*SIZES, *COLOURS, *KINDS)
+from ..text.vocabulary import COLOURS, KINDS, PHRASE_FORMS, SIZES, VOCABULARY  # noqa: F401 (re-exported)
+from .datasets import SceneDataset, check_generated
+from .synthetic import Scene
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..training.text_config import EncoderTrainConfig
-from .crops import CropConfig, random_crop
-from .scenes import COLOURS, KINDS, PHRASE_FORMS, SIZES, ObjectLabel, TextScenes
-from .tiny import TinyEncoderConfig, TinyTextImageEncoder
+from ..text.crops import CropConfig, random_crop
+from ..text.tiny import TinyEncoderConfig, TinyTextImageEncoder
+from .text_config import EncoderTrainConfig
+from .text_scenes import COLOURS, KINDS, PHRASE_FORMS, SIZES, ObjectLabel, TextScenes
 
 
 @dataclass(frozen=True)

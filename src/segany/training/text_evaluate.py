@@ -3,7 +3,7 @@
 Every object whose full description (``"small red triangle"``) fits no other object of its scene is
 asked for by phrase, with no other prompt, and scored by IoU with its mask at the image's resolution:
 
-* **text**: the shortest phrase naming only that object (:func:`~segany.text.scenes.unique_phrase`,
+* **text**: the shortest phrase naming only that object (:func:`~segany.training.text_scenes.unique_phrase`,
   e.g. ``"triangle"`` when the scene has one triangle);
 * **text, full phrase**: ``"size colour kind"``;
 * **wrong phrase** (control, for both kinds of phrase): the prediction for *another* askable object of
@@ -30,12 +30,12 @@ import torch
 
 from ..modeling import Sam
 from ..prompts import PointLabel
-from ..training.eval_prompts import interior_point, tight_boxes
-from ..training.evaluate import mask_ious
-from ..training.text_config import TextEvalConfig
+from ..text.encoder import TextImageEncoder
 from ..transforms import ResizeLongestSide
-from .encoder import TextImageEncoder
-from .scenes import LabelledScene, unique_phrase
+from .eval_prompts import interior_point, tight_boxes
+from .evaluate import mask_ious
+from .text_config import TextEvalConfig
+from .text_scenes import LabelledScene, unique_phrase
 
 
 @dataclass(frozen=True)
