@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
+from .backends import BACKENDS, make_backend
 from .errors import ImageNotSetError, PromptError, TextEncoderError
 from .images import to_rgb_array
 from .modeling import Sam
 from .prompts import check_boxes, check_mask_input, check_points
-from .runtime import compute_context, resolve_dtype
+from .runtime import resolve_dtype
 from .transforms import ResizeLongestSide, get_preprocess_shape
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class SamPredictor:
                 ``set_image`` then builds the compiled code, which takes minutes on a small CPU (more
                 than 10 on a 2-core CPU for vit_b); worth it for long sessions on a GPU.
         """
-        if backend not in ("torch", "onnxruntime", "onnxruntime-int8"):
+        if backend not in BACKENDS:
             raise ValueError(
                 f"backend must be 'torch', 'onnxruntime' or 'onnxruntime-int8', got {backend!r}."
             )
@@ -78,15 +79,9 @@ class SamPredictor:
             raise ValueError("compile=True needs backend='torch' (ONNX Runtime graphs are not compiled).")
         self.model = sam_model
         self.backend = backend
-        # The compiled image encoder; None runs the model's own.
-        self._encoder = torch.compile(sam_model.image_encoder) if compile else None
         self.text_encoder = text_encoder
-        self._ort = None
-        if backend != "torch":
-            from .export.ort_backend import OnnxRuntimeRunner  # optional extra, imported only when asked
-
-            self._ort = OnnxRuntimeRunner(sam_model, int8=backend == "onnxruntime-int8")
         self.dtype = resolve_dtype(dtype) if dtype is not None else sam_model.compute_dtype
+        self._backend = make_backend(backend, sam_model, self.dtype, compile=compile)
         self.transform = ResizeLongestSide(sam_model.img_size)
         self.reset_image()
 
@@ -146,11 +141,7 @@ class SamPredictor:
     def _set_states(self, prepared: list[tuple[torch.Tensor, tuple[int, ...]]], batch: bool) -> None:
         self.reset_image()
         tensors = [tensor.to(self.device) for tensor, _ in prepared]
-        if self._ort is not None:
-            features = self._ort.embed(tensors)
-        else:
-            with compute_context(self.device, self.dtype):
-                features = self.model.embed_images(tensors, encoder=self._encoder).float()
+        features = self._backend.embed(tensors)
         states = [
             _ImageState(
                 features[i : i + 1], (int(size[0]), int(size[1])), (int(t.shape[-2]), int(t.shape[-1]))
@@ -496,21 +487,10 @@ class SamPredictor:
         min_iou: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res logits and IoU predictions by this predictor's backend and precision."""
-        if self._ort is not None and text is None:
-            # The exported decoder graph (text prompts, which it has no input for, stay in PyTorch).
-            low_res, scores = self._ort.decode(state.features, points, boxes, mask_input, multimask_output)
-            return low_res.to(self.device), scores.to(self.device)
-        with compute_context(self.device, self.dtype):
-            return self.model.decode(
-                state.features,
-                points=points,
-                boxes=boxes,
-                masks=mask_input,
-                multimask_output=multimask_output,
-                min_iou=min_iou,
-                text=text,
-                image_cache=self._image_cache(state.features),
-            )
+        image_cache = self._image_cache(state.features)
+        return self._backend.decode(
+            state.features, points, boxes, mask_input, multimask_output, text, min_iou, image_cache
+        )
 
     # --- zoom-in ----------------------------------------------------------------------------------
 
@@ -560,11 +540,7 @@ class SamPredictor:
         crops = [image[w[1] : w[1] + w[3], w[0] : w[0] + w[2]] for w in (windows[b] for b in todo)]
         prepared = [self._prepare(crop, self.model.image_format) for crop in crops]
         tensors = [tensor for tensor, _ in prepared]
-        if self._ort is not None:
-            features = self._ort.embed(tensors)
-        else:
-            with compute_context(self.device, self.dtype):
-                features = self.model.embed_images(tensors, encoder=self._encoder).float()
+        features = self._backend.embed(tensors)
         fill = -20.0  # background logits where a crop says nothing
         for i, b in enumerate(todo):
             left, top, width, height = windows[b]  # type: ignore[misc]

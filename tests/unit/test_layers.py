@@ -17,7 +17,7 @@ ORDER = (
     # the model, its files and formats
     "zoom", "modeling", "checkpoints", "download", "formats", "visualize", "build",
     # what the predictor stands on: text-image encoders, exported graphs (ONNX Runtime backend)
-    "text", "export",
+    "text", "export", "backends",
     # the public API, then what builds on it
     "predictor", "automatic", "training",
     # the annotation store, then the programs over it
