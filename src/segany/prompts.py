@@ -102,6 +102,20 @@ def check_boxes(box: Any) -> np.ndarray | None:
     return boxes
 
 
+def is_ambiguous(points: int, box: bool, text: bool = False) -> bool:
+    """Whether a prompt is ambiguous, so that SAM answers with its 3 candidates and the best is kept
+    (paper section 3): one click alone (a part, the object, a group?), or a phrase with at most one
+    click; a box, or several clicks, say which object they mean and get the single-mask output.
+
+    ``points``: how many clicks; ``box``: whether a box is given; ``text``: whether a phrase is.
+    (The exported ONNX decoder, a traced graph, applies the same rule in tensors: see
+    :class:`segany.export.onnx_decoder.SamOnnxDecoder`.)
+    """
+    if box:
+        return False
+    return points == 1 or (text and points <= 1)
+
+
 def check_inside(points: Any, box: Any, width: int, height: int) -> None:
     """Refuse points (``N x 2`` XY) or a box (XYXY) that lie outside a ``width x height`` image.
 

@@ -83,7 +83,9 @@ class PredictRequest(_Request):
     )
     box: tuple[Finite, Finite, Finite, Finite] | None = Field(None, description="[x0, y0, x1, y1] pixels")
     previous: PreviousPrediction | None = None
-    multimask: bool = True
+    multimask: bool | None = Field(
+        None, description="3 candidates (true) or 1 (false); default: 3 for an ambiguous prompt (one click)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PredictRequest:

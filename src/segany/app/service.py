@@ -21,7 +21,7 @@ from ..errors import SegAnyError
 from ..formats import rle as rle_utils
 from ..images import load_image
 from ..modeling import Sam
-from ..prompts import check_inside
+from ..prompts import check_inside, is_ambiguous
 from ..store import catalog
 from ..store.storage import AnnotationRow, ImageRow, NewAnnotation, Storage
 from .embeddings import (
@@ -128,7 +128,7 @@ class AnnotationService:
         labels: Sequence[int],
         box: Sequence[float] | None,
         previous: tuple[str, int] | None,
-        multimask: bool,
+        multimask: bool | None,
     ) -> tuple[str, np.ndarray, np.ndarray]:
         """Masks for prompts in image pixels (points ``N x 2`` XY, box XYXY), refining candidate
         ``previous = (prediction id, index)`` if given. Returns ``(prediction id, C x H x W bool masks,
@@ -154,7 +154,7 @@ class AnnotationService:
             point_labels=np.asarray(labels, dtype=np.int64) if len(points) else None,
             box=np.asarray(box, dtype=np.float32) if box is not None else None,
             mask_input=mask_input,
-            multimask_output=multimask,
+            multimask_output=is_ambiguous(len(points), box is not None) if multimask is None else multimask,
         )
         return self.predictions.add(Prediction(image.id, low_res)), masks, scores
 

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import PromptError, SegAnyError
     from ..images import load_image
-    from ..prompts import check_inside
+    from ..prompts import check_inside, is_ambiguous
 
     check_text_args(args)
     image = load_image(args.image)
@@ -97,9 +97,8 @@ def run(args: argparse.Namespace) -> int:
     coords = np.array([[x, y] for x, y, _ in args.point], dtype=np.float64) if args.point else None
     labels = np.array([label for _, _, label in args.point], dtype=np.int64) if args.point else None
     box = np.array(args.box, dtype=np.float64) if args.box is not None else None
-    # One click (or a phrase, with at most one click) is ambiguous: ask for the 3 candidates and keep
-    # the best, as the paper does.
-    ambiguous = box is None and (len(args.point) == 1 or (args.text is not None and not args.point))
+    # An ambiguous prompt gets the 3 candidates and the best is kept, as the paper does.
+    ambiguous = is_ambiguous(len(args.point), box is not None, args.text is not None)
     masks, scores, _ = predictor.predict(
         coords, labels, box, multimask_output=args.multimask or ambiguous, text=args.text
     )

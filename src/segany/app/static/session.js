@@ -225,8 +225,7 @@ export class MaskSession {
       box: this.box,
       // Refine from the candidate on screen: SAM takes its low-resolution logits as a mask prompt.
       previous: shown ? { prediction_id: this.predictionId, index: this.candidateIndex } : null,
-      // One click is ambiguous (part, object, group): ask for three candidates then, one otherwise.
-      multimask: this.points.length === 1 && !this.box,
+      // multimask left out: the server gives three candidates for an ambiguous prompt (one click).
     };
   }
 
