@@ -69,6 +69,9 @@ class _Masks:
         return len(self.rles)
 
 
+_DEFAULTS = GeneratorConfig()  # the constructor's defaults are the config's (one definition)
+
+
 class SamAutomaticMaskGenerator:
     """Generates masks for a whole image (the official constructor and ``generate`` contract).
 
@@ -80,20 +83,20 @@ class SamAutomaticMaskGenerator:
     def __init__(
         self,
         model: Sam,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float | None = None,
-        stability_score_thresh: float | None = None,
-        stability_score_offset: float = 1.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
+        points_per_side: int | None = _DEFAULTS.points_per_side,
+        points_per_batch: int = _DEFAULTS.points_per_batch,
+        pred_iou_thresh: float | None = _DEFAULTS.pred_iou_thresh,
+        stability_score_thresh: float | None = _DEFAULTS.stability_score_thresh,
+        stability_score_offset: float = _DEFAULTS.stability_score_offset,
+        box_nms_thresh: float = _DEFAULTS.box_nms_thresh,
+        crop_n_layers: int = _DEFAULTS.crop_n_layers,
+        crop_nms_thresh: float = _DEFAULTS.crop_nms_thresh,
+        crop_overlap_ratio: float = _DEFAULTS.crop_overlap_ratio,
+        crop_n_points_downscale_factor: int = _DEFAULTS.crop_n_points_downscale_factor,
         point_grids: list[np.ndarray] | None = None,
-        min_mask_region_area: int = 0,
-        output_mode: str = "binary_mask",
-        max_mask_area_fraction: float | None = None,
+        min_mask_region_area: int = _DEFAULTS.min_mask_region_area,
+        output_mode: str = _DEFAULTS.output_mode,
+        max_mask_area_fraction: float | None = _DEFAULTS.max_mask_area_fraction,
     ) -> None:
         """
         Args:
