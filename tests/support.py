@@ -331,3 +331,15 @@ def small_efficientnet_model(config: SamConfig = SMALL_EFFICIENTNET, seed: int =
 
     torch.manual_seed(seed)
     return segany.build_sam(config, device="cpu")
+
+
+def run_cli(argv: list, capsys) -> tuple[int, str, str]:
+    """``segany ARGV`` in-process: exit code (argparse's SystemExit included), stdout, stderr."""
+    from segany.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return int(code or 0), out, err

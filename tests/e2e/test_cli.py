@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 import segany
-from segany.cli import main
 from support import TINY, randomize_, sample_image
+from support import run_cli as run
 
 WIDTH, HEIGHT = 320, 240
 
@@ -42,14 +42,6 @@ def empty_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("SEGANY_CACHE_DIR", str(tmp_path / "empty-cache"))
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``segany ARGV`` in-process: exit code (argparse's SystemExit included), stdout, stderr."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def read_png(path: Path) -> tuple[str, np.ndarray]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from segany.cli import main
 from support import FIXTURE_PATH
+from support import run_cli as run
 
 pytest.importorskip("segany.training.datasets", reason="segany eval reads its data with open_dataset")
 
@@ -24,14 +24,6 @@ def empty_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("SEGANY_CACHE_DIR", str(tmp_path / "empty-cache"))
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``segany ARGV`` in-process: exit code (argparse's SystemExit included), stdout, stderr."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_writes_json_and_prints_a_table(tmp_path, capsys):

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 import segany
-from segany.cli import main
 from segany.formats import read_sa1b
 from support import TINY, TINY_CLIP_NAME, randomize_, tiny_clip
+from support import run_cli as run
 
 pytest.importorskip("open_clip")
 
@@ -45,14 +45,6 @@ def files(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``segany ARGV`` in-process: exit code (argparse's SystemExit included), stdout, stderr."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def segment(files, out: Path, *extra) -> list:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import segany
-from segany.cli import main
 from support import TINY
+from support import run_cli as run
 
 CONFIG = """
 out_dir = "run"
@@ -53,13 +53,6 @@ def write_config(folder: Path, steps: int) -> Path:
     return path
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code or 0), out, err
 
 
 def test_train_resume_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
