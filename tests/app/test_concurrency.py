@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segany.app.masks import bbox_xywh
+from segany.app.mask_checks import bbox_xywh
 from segany.formats import rle as rle_utils
 from segany.store.storage import Storage
 
@@ -157,7 +157,7 @@ def test_real_server_from_the_cli(images_dir: Path, tmp_path: Path) -> None:
 _SAVER = """
 import sys
 import numpy as np
-from segany.app.masks import bbox_xywh
+from segany.app.mask_checks import bbox_xywh
 from segany.store.storage import NewAnnotation, Storage
 from segany.formats import rle
 

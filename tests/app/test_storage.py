@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from segany.app.embeddings import BackgroundQueue, Prediction, RecentPredictions
-from segany.app.masks import MaskError, bbox_xywh, checked_rle, interior_point, string_counts
+from segany.app.mask_checks import MaskError, bbox_xywh, checked_rle, interior_point, string_counts
 from segany.formats import rle as rle_utils
 from segany.store import storage as storage_module
 from segany.store.catalog import OutsideFolderError, image_size, inside, scan

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segany.app.masks import bbox_xywh
+from segany.app.mask_checks import bbox_xywh
 from segany.cli import main
 from segany.formats import get_writer, read_sa1b
 from segany.formats import rle as rle_utils

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segany.automatic.config import GeneratorConfig
+from segany.automatic.options import GeneratorConfig
 from segany.cli import main
 from segany.engine.outputs import ERRORS, MANIFEST, RUNS, read_jsonl
 from segany.engine.pipeline import LabelJob, Labeller, LabelResult, ModelSpec

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segany.app.masks import bbox_xywh
+from segany.app.mask_checks import bbox_xywh
 from segany.cli import main
-from segany.engine.datasets import AnnotationDb, LabelledFolder
 from segany.engine.ledger import CURRENT, LEDGER
 from segany.engine.outputs import LabelLog
 from segany.engine.pipeline import LabelJob, LabelResult, ModelSpec
 from segany.engine.rounds import ROUND_FILE
 from segany.engine.split import held_out_names, position, split
+from segany.engine.training_views import AnnotationDb, LabelledFolder
 from segany.formats import get_writer
 from segany.formats import rle as rle_utils
 from segany.store.storage import NewAnnotation, Storage

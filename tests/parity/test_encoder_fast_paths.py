@@ -10,8 +10,8 @@ import torch
 from segment_anything.modeling.image_encoder import Attention as OfficialAttention
 from segment_anything.modeling.image_encoder import Block as OfficialBlock
 
-from segany.modeling.common import MLPBlock
 from segany.modeling.image_encoder import Attention, Block, window_partition
+from segany.modeling.layers import MLPBlock
 from segany.modeling.packed_linear import PackedLinear
 from segany.runtime import compute_context
 

@@ -9,7 +9,7 @@ import torch
 import segany
 from segany.automatic import GeneratorConfig, SamAutomaticMaskGenerator
 from segany.automatic.grid import build_point_grid, generate_crop_boxes
-from segany.automatic.masks import masks_to_boxes, remove_small_regions
+from segany.automatic.mask_ops import masks_to_boxes, remove_small_regions
 from support import TINY, randomize_
 
 

@@ -96,7 +96,7 @@ def test_check_pair_needs_a_text_path_of_the_encoder_width(clip_files) -> None:
 
 
 def test_load_text_encoder_opens_segany_encoders_and_sends_other_safetensors_to_clip(tmp_path) -> None:
-    tiny = pytest.importorskip("segany.text.tiny")
+    tiny = pytest.importorskip("segany.text.tiny_encoder")
     saved = tiny.TinyTextImageEncoder(
         tiny.TinyEncoderConfig(embed_dim=16, image_size=16, channels=(8, 8))
     ).eval()

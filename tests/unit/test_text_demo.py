@@ -12,7 +12,7 @@ import torch
 
 from segany.errors import DatasetError, TextEncoderError
 from segany.text.encoder import TextImageEncoder
-from segany.text.tiny import METADATA_KEY, TinyEncoderConfig, TinyTextImageEncoder, load_tiny_encoder
+from segany.text.tiny_encoder import METADATA_KEY, TinyEncoderConfig, TinyTextImageEncoder, load_tiny_encoder
 from segany.training.datasets import open_dataset
 from segany.training.text_scenes import PHRASE_FORMS, TextScenes, unique_phrase
 

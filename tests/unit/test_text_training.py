@@ -11,11 +11,11 @@ import torch
 
 from segany import build_sam, sam_from_config, save_checkpoint
 from segany.errors import CheckpointError, TextEncoderError
-from segany.text.tiny import TinyEncoderConfig, TinyTextImageEncoder
-from segany.training.config import DataSource, TrainConfig, TrainConfigError, load_train_config
+from segany.text.tiny_encoder import TinyEncoderConfig, TinyTextImageEncoder
 from segany.training.interactive import SimulationConfig
 from segany.training.text_config import EncoderTrainConfig, TextPromptConfig
 from segany.training.text_encoder_training import contrastive_loss, train_encoder
+from segany.training.train_config import DataSource, TrainConfig, TrainConfigError, load_train_config
 from segany.training.trainer import Trainer
 from support import TINY
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from segany.training.config import DataSource, TrainConfig
 from segany.training.interactive import SimulationConfig
 from segany.training.synthetic import Scene, SyntheticScenes
+from segany.training.train_config import DataSource, TrainConfig
 from segany.training.trainer import Trainer
 from support import TINY
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from segany import build_sam, sam_from_config
-from segany.training.config import DataSource, TrainConfig, load_train_config
 from segany.training.interactive import SimulationConfig
 from segany.training.losses import dice_loss, focal_loss, sam_loss
 from segany.training.optim import WarmupStepDecay, parameter_groups
 from segany.training.synthetic import Scene, SyntheticScenes
+from segany.training.train_config import DataSource, TrainConfig, load_train_config
 from segany.training.trainer import FINAL_WEIGHTS, LAST_STATE, Trainer
 from support import TINY
 
@@ -215,7 +215,7 @@ def test_finetuning_an_official_checkpoint_with_a_frozen_encoder(tmp_path: Path)
 
 
 def test_config_file_paths_are_relative_to_it_and_typos_are_errors(tmp_path: Path) -> None:
-    from segany.training.config import TrainConfigError
+    from segany.training.train_config import TrainConfigError
 
     path = tmp_path / "run.toml"
     path.write_text(

@@ -2,7 +2,7 @@
 
 Coordinates are pixels of the original image: points ``[x, y]``, boxes ``[x0, y0, x1, y1]`` (XYXY),
 ``bbox`` ``[x, y, w, h]`` (XYWH). Masks are COCO RLE over the image, ``size`` ``[H, W]`` (see
-:mod:`segany.app.masks`); responses always send the uncompressed form (``counts`` a list of ints).
+:mod:`segany.app.mask_checks`); responses always send the uncompressed form (``counts`` a list of ints).
 Request models refuse unknown keys, so a misspelt field is an error, not silently ignored.
 """
 

@@ -1,7 +1,7 @@
 """The annotation server: :func:`create_app` builds the FastAPI application (no globals, nothing on import).
 
 API (JSON under ``/api``; errors are ``{"detail": "one sentence"}`` with a 4xx status; coordinates are
-pixels of the original image; masks are COCO RLE, sent back uncompressed, see :mod:`segany.app.masks`):
+pixels of the original image; masks are COCO RLE, sent back uncompressed, see :mod:`segany.app.mask_checks`):
 
 ====== =============================== ==============================================================
 GET    /api/images                     ``{"images": [{"id", "name", "width", "height", "accepted",

@@ -32,7 +32,7 @@ from .embeddings import (
     RecentPredictions,
     predictor_for,
 )
-from .masks import bbox_xywh, checked_rle
+from .mask_checks import bbox_xywh, checked_rle
 from .transfer import export_annotations
 
 DEFAULT_PREFILL_POINTS_PER_SIDE = 16
@@ -161,7 +161,7 @@ class AnnotationService:
     # --- annotations -------------------------------------------------------------------------------
 
     def checked_mask(self, mask: dict[str, Any], image: ImageRow) -> dict[str, Any]:
-        """A client's RLE checked against the image (see :func:`segany.app.masks.checked_rle`)."""
+        """A client's RLE checked against the image (see :func:`segany.app.mask_checks.checked_rle`)."""
         try:
             return checked_rle(mask, image.height, image.width)
         except ValueError as exc:

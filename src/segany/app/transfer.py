@@ -35,7 +35,7 @@ from ..formats import rle as rle_utils
 from ..formats.base import atomic_write_json
 from ..store.catalog import image_size, inside
 from ..store.storage import AnnotationRow, ImageRow, NewAnnotation, Storage
-from .masks import MaskError, bbox_xywh, checked_rle, interior_point
+from .mask_checks import MaskError, bbox_xywh, checked_rle, interior_point
 
 LABELS_FILE = "labels.json"
 FORMATS_WITHOUT_LABELS = ("png", "yolo")  # these get LABELS_FILE

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import GeneratorConfig
+from .options import GeneratorConfig
 
 __all__ = ["GeneratorConfig", "SamAutomaticMaskGenerator"]
 

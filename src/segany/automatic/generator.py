@@ -19,9 +19,8 @@ from ..formats import rle as rle_codec
 from ..images import to_rgb_array
 from ..modeling import Sam
 from ..predictor import SamPredictor
-from .config import GeneratorConfig
 from .grid import build_all_layer_point_grids, generate_crop_boxes
-from .masks import (
+from .mask_ops import (
     box_near_crop_edge,
     masks_to_boxes,
     remove_small_regions,
@@ -31,6 +30,7 @@ from .masks import (
     uncrop_points,
     xyxy_to_xywh,
 )
+from .options import GeneratorConfig
 
 # Upsample at most this many output pixels at once (float32: 8 MiB): small enough that the
 # thresholds and counts that follow read the logits from cache (3x faster than 128 MiB chunks here).

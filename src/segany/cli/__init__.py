@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import annotate, auto, download, engine, eval, eval_text, export_onnx, segment, text_encoder, train
+from . import annotate, auto, download, engine, eval_text, evaluate, export_onnx, segment, text_encoder, train
 
-_COMMANDS = (segment, auto, eval, eval_text, export_onnx, download, train, text_encoder, annotate, engine)
+_COMMANDS = (segment, auto, evaluate, eval_text, export_onnx, download, train, text_encoder, annotate, engine)
 
 
 def build_parser() -> argparse.ArgumentParser:

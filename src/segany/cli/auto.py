@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..automatic.config import GeneratorConfig
+from ..automatic.options import GeneratorConfig
 from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from .common import add_model_args, load_model, make_out_dir
 from .config_flags import add_config_flags, config_from_args

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..automatic.config import GeneratorConfig
+from ..automatic.options import GeneratorConfig
 from ..images import DEFAULT_MAX_PIXELS
 from .common import add_model_args
 from .config_flags import add_config_flags, config_from_args
@@ -239,8 +239,8 @@ def run_round(args: argparse.Namespace) -> int:
     from ..engine.round_config import RoundOptions, metric_of
     from ..engine.rounds import read_settings, run_round
     from ..errors import SegAnyError
-    from ..training.config import TrainConfigError
     from ..training.eval_config import EvalConfig
+    from ..training.train_config import TrainConfigError
     from .train import progress_hook
 
     try:

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train or fine-tune a model (the paper's recipe)",
         description=(
             "Train SAM with simulated interactive prompts as configured in CONFIG (TOML or JSON; see "
-            "segany.training.config). Writes OUT_DIR/last.pt (resumable), OUT_DIR/log.jsonl and, at "
+            "segany.training.train_config). Writes OUT_DIR/last.pt (resumable), OUT_DIR/log.jsonl and, at "
             "the end, OUT_DIR/model.safetensors. Run it under torchrun for data-parallel training."
         ),
     )
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import SegAnyError
-    from ..training.config import load_train_config
+    from ..training.train_config import load_train_config
     from ..training.trainer import LAST_STATE, Trainer
 
     changes = {

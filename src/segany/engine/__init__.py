@@ -56,7 +56,6 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .datasets import AnnotationDb, LabelledFolder
     from .labelling import LabelSummary, label_images
     from .ledger import Ledger
     from .pipeline import LabelJob, Labeller, LabelResult, ModelSpec
@@ -65,3 +64,4 @@ if TYPE_CHECKING:
     from .rounds import run_round
     from .sources import ImageItem
     from .stats import LabelStats, collect_stats
+    from .training_views import AnnotationDb, LabelledFolder

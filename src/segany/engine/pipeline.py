@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..automatic.config import GeneratorConfig
+from ..automatic.options import GeneratorConfig
 from ..images import DEFAULT_MAX_PIXELS
 from .sources import ImageItem, read_item
 

@@ -69,7 +69,7 @@ class Source:
 def open_source(spec: str, images_dir: Path | None) -> Source:
     """The source ``spec`` names (see the module docstring, step 1)."""
     from ..training.datasets import open_dataset
-    from .datasets import AnnotationDb, LabelledFolder
+    from .training_views import AnnotationDb, LabelledFolder
 
     path = Path(spec).expanduser()
     if path.suffix.lower() in DB_SUFFIXES:
@@ -85,14 +85,14 @@ def open_source(spec: str, images_dir: Path | None) -> Source:
 
 def read_settings(path: Path) -> dict[str, Any]:
     """The ``TrainConfig`` settings of a ``.toml`` (or ``.json``) file, as plain values."""
-    from ..training.config import read_config_file
+    from ..training.train_config import read_config_file
 
     return read_config_file(path, "the round's training config")
 
 
 def train_config(base: str, out_dir: Path, sources: list[Source], overrides: dict[str, Any]) -> Any:
-    """The round's :class:`~segany.training.config.TrainConfig`: defaults, the TOML's settings, the round's."""
-    from ..training.config import TrainConfigError, train_config_from_dict
+    """The round's :class:`~segany.training.train_config.TrainConfig`: defaults, the TOML's settings, the round's."""
+    from ..training.train_config import TrainConfigError, train_config_from_dict
 
     fixed = sorted(set(overrides) & set(_ROUND_KEYS))
     if fixed:

@@ -1,8 +1,8 @@
 """Pure ``nn.Module``s of SAM: no I/O, no predictor state."""
 
-from .common import MLP, LayerNorm2d, MLPBlock
 from .efficientnet_lite import EfficientNetLiteEncoder
 from .image_encoder import ImageEncoderViT
+from .layers import MLP, LayerNorm2d, MLPBlock
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PositionEmbeddingRandom, PromptEncoder
 from .sam import Sam

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d
+from .layers import LayerNorm2d
 
 # The backbone's feature levels the neck reads (timm ``out_indices``): strides 8, 16 and 32.
 PYRAMID_LEVELS = (2, 3, 4)

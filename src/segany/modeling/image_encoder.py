@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import DropPath, LayerNorm2d, MLPBlock
+from .layers import DropPath, LayerNorm2d, MLPBlock
 from .packed_linear import PackedLinear
 
 # Attention over more tokens than this (the global blocks) runs one head and one block of query rows

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .batched_decoding import SharedImage, prepare_shared_image, two_way_shared_image, upscale_masks
-from .common import MLP, LayerNorm2d
+from .layers import MLP, LayerNorm2d
 from .packed_linear import PackedConvTranspose2x2
 from .transformer import TwoWayTransformer
 from .versions import contents_key

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..prompts import PIXEL_CENTER_OFFSET, PointLabel
-from .common import LayerNorm2d
+from .layers import LayerNorm2d
 from .versions import contents_key
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .common import LayerNorm2d
+from .layers import LayerNorm2d
 from .tiny_vit_blocks import ConvBN, MBConv, PatchMerging, TinyViTBlock
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import DropPath
 from .image_encoder import window_partition, window_unpartition
+from .layers import DropPath
 from .packed_linear import PackedLinear
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLPBlock
+from .layers import MLPBlock
 from .packed_linear import PackedLinear
 
 

@@ -98,7 +98,7 @@ class ImageSummary:
 @dataclass(frozen=True)
 class NewAnnotation:
     """An annotation to store. ``mask`` is a compressed COCO RLE of the image's size, already checked;
-    ``area`` and ``bbox`` (``[x, y, w, h]`` pixels) are derived from it (see :mod:`segany.app.masks`)."""
+    ``area`` and ``bbox`` (``[x, y, w, h]`` pixels) are derived from it (see :mod:`segany.app.mask_checks`)."""
 
     mask: dict[str, Any]
     area: int

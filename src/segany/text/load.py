@@ -24,7 +24,7 @@ def load_text_encoder(
     """The text-image encoder stored in ``path``, on ``device`` (default CUDA when available).
 
     A ``.safetensors`` file whose metadata holds ``"segany_text_encoder"`` is segany's small encoder
-    (:func:`segany.text.tiny.load_tiny_encoder`); any other file is open_clip weights of the
+    (:func:`segany.text.tiny_encoder.load_tiny_encoder`); any other file is open_clip weights of the
     architecture ``clip_model`` (:func:`segany.text.clip.load_clip`).
 
     Raises:
@@ -44,7 +44,7 @@ def load_text_encoder(
         raise TextEncoderError(str(exc)) from exc
     if path.suffix == ".safetensors":
         # Imported only for safetensors files: the key that marks segany's encoder is defined there.
-        from .tiny import METADATA_KEY, load_tiny_encoder
+        from .tiny_encoder import METADATA_KEY, load_tiny_encoder
 
         if METADATA_KEY in _safetensors_metadata(path):
             encoder = load_tiny_encoder(path)

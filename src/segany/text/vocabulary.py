@@ -1,6 +1,6 @@
 """The words of segany's synthetic text scenes (shapes named by size, colour and kind) and what they mean.
 
-Shared by the small text-image encoder (:mod:`segany.text.tiny`, whose vocabulary they are) and the
+Shared by the small text-image encoder (:mod:`segany.text.tiny_encoder`, whose vocabulary they are) and the
 scenes that train and measure it (:mod:`segany.training.text_scenes`).
 """
 

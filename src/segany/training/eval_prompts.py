@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..automatic.masks import masks_to_boxes
+from ..automatic.mask_ops import masks_to_boxes
 from ..prompts import PointLabel
 
 # Distances closer than this are ties (the precise transform is exact only up to float32 rounding).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..modeling import Sam
-from ..modeling.common import DropPath
+from ..modeling.layers import DropPath
 
 # Parameters that are tables of embeddings or positions, not weights to shrink towards zero.
 _NO_DECAY_NAMES = (
@@ -45,7 +45,7 @@ def freeze(model: Sam, parts: Iterable[str]) -> None:
 
 def set_drop_path(model: Sam, rate: float) -> None:
     """Stochastic depth in the image encoder, rising linearly from 0 (first residual branch) to ``rate``
-    (last); works for any encoder built with :class:`~segany.modeling.common.DropPath` layers."""
+    (last); works for any encoder built with :class:`~segany.modeling.layers.DropPath` layers."""
     paths = [module for module in model.image_encoder.modules() if isinstance(module, DropPath)]
     for index, path in enumerate(paths):
         path.p = rate * index / max(1, len(paths) - 1)

@@ -1,4 +1,4 @@
-"""CLIP-style training of :class:`~segany.text.tiny.TinyTextImageEncoder` on labelled synthetic scenes.
+"""CLIP-style training of :class:`~segany.text.tiny_encoder.TinyTextImageEncoder` on labelled synthetic scenes.
 
 Step ``s`` draws the scenes ``s * scenes_per_step ...`` of ``TextScenes(seed)``, takes
 ``crops_per_object`` :func:`~segany.text.crops.random_crop` crops of every object (the same crops, with
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..text.crops import CropConfig, random_crop
-from ..text.tiny import TinyEncoderConfig, TinyTextImageEncoder
+from ..text.tiny_encoder import TinyEncoderConfig, TinyTextImageEncoder
 from .text_config import EncoderTrainConfig
 from .text_scenes import COLOURS, KINDS, PHRASE_FORMS, SIZES, ObjectLabel, TextScenes
 

@@ -28,13 +28,13 @@ from ..errors import TextEncoderError
 from ..modeling import Sam
 from ..runtime import bf16_is_fast, compute_context, resolve_dtype
 from . import distributed
-from .config import TrainConfig, TrainConfigError
 from .interactive import InteractiveLoss
 from .loader import StepBatches
 from .optim import build_optimizer, build_scheduler, freeze, reschedule, set_drop_path
 from .samples import MaskFilter
 from .state import load_progress, load_training_state, save_progress, save_training_state
 from .synthetic import Scene
+from .train_config import TrainConfig, TrainConfigError
 
 if TYPE_CHECKING:
     from ..text.encoder import TextImageEncoder
