@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument(
         "--generator-defaults", default=None, help="NAME=VALUE,...: SamConfig.generator_defaults"
     )
+    parser.add_argument(
+        "--out", type=Path, default=BUNDLED_WEIGHTS, help="where to write it (default: the bundled file)"
+    )
     args = parser.parse_args()
     model = build_sam(checkpoint=args.weights, device="cpu")
     assert model.config is not None
@@ -38,13 +41,13 @@ def main() -> None:
         pairs = [item.split("=", 1) for item in args.generator_defaults.split(",") if item.strip()]
         changes["generator_defaults"] = tuple((name.strip(), float(value)) for name, value in pairs)
     model.config = model.config.replace(**changes)
-    BUNDLED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(copy.deepcopy(model).half(), BUNDLED_WEIGHTS, config=model.config)
-    size = BUNDLED_WEIGHTS.stat().st_size
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(copy.deepcopy(model).half(), args.out, config=model.config)
+    size = args.out.stat().st_size
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {BUNDLED_WEIGHTS} ({size / 1e6:.2f} MB, {params / 1e6:.2f} M parameters)")
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, {params / 1e6:.2f} M parameters)")
     if size > MAX_BYTES:
-        raise SystemExit(f"{BUNDLED_WEIGHTS} is {size} bytes, over the {MAX_BYTES}-byte budget.")
+        raise SystemExit(f"{args.out} is {size} bytes, over the {MAX_BYTES}-byte budget.")
 
 
 if __name__ == "__main__":
