@@ -24,6 +24,7 @@ import torch
 
 from .config import EfficientNetLiteConfig, EncoderConfig, ImageEncoderConfig, SamConfig, TinyViTConfig
 from .errors import CheckpointError
+from .files import atomic_write
 from .variants import VARIANTS, variant_of
 
 StateDict = dict[str, torch.Tensor]
@@ -413,18 +414,17 @@ def save_checkpoint(
     """
     path = Path(path)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
         metadata = {CONFIG_METADATA_KEY: config.to_json()} if config is not None else None
-        save_file(state_dict, str(tmp), metadata=metadata)
-    elif official_format or config is None:
-        torch.save(state_dict, tmp)
-    else:
-        torch.save({"model": state_dict, CONFIG_METADATA_KEY: config.to_dict()}, tmp)
-    os.replace(tmp, path)
-    return path
+        return atomic_write(path, lambda tmp: save_file(state_dict, str(tmp), metadata=metadata))
+    document = (
+        state_dict
+        if official_format or config is None
+        else {"model": state_dict, CONFIG_METADATA_KEY: config.to_dict()}
+    )
+    return atomic_write(path, lambda tmp: torch.save(document, tmp))
 
 
 def _short(exc: BaseException) -> str:

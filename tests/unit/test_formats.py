@@ -274,7 +274,7 @@ def test_registry_names_match_and_unknown_name_lists_choices():
 
 
 def test_atomic_write_uses_unique_temporary_files_and_cleans_up(tmp_path):
-    from segany.formats.base import atomic_write
+    from segany.files import atomic_write
 
     seen = []
 

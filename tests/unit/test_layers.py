@@ -13,7 +13,7 @@ PACKAGE = Path(segany.__file__).resolve().parent
 # Bottom to top. A part is a top-level module or subpackage of segany; "" is the package itself.
 ORDER = (
     # conventions and utilities every layer may use
-    "errors", "version", "config", "variants", "prompts", "runtime", "images", "transforms", "progress",
+    "errors", "version", "files", "config", "variants", "prompts", "runtime", "images", "transforms", "progress",
     # the model, its files and formats
     "zoom", "modeling", "checkpoints", "download", "formats", "visualize", "build",
     # what the predictor stands on: text-image encoders, exported graphs (ONNX Runtime backend)

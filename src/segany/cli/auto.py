@@ -186,8 +186,8 @@ def _open_text_scores(out_dir: Path, args: argparse.Namespace) -> dict:
 def _write_overlay(path: Path, image, records: list[dict]) -> None:
     from PIL import Image
 
+    from ..files import atomic_write
     from ..formats import rle
-    from ..formats.base import atomic_write
     from ..visualize import draw_masks
 
     picture = draw_masks(image, [rle.decode(r["segmentation"]) for r in records])

@@ -141,6 +141,6 @@ def _write_png(path: Path, array: object) -> None:
     """Write through a temporary file so an interrupted run never leaves a truncated picture."""
     from PIL import Image
 
-    from ..formats.base import atomic_write
+    from ..files import atomic_write
 
     atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))  # type: ignore[arg-type]

@@ -89,7 +89,7 @@ class LabelLog:
                 if data and not data.endswith(b"\n"):
                     with open(path, "r+b") as f:
                         f.truncate(data.rfind(b"\n") + 1)
-        # Atomic writes (formats.base) use ".<name>.<random>.tmp" beside the target.
+        # Atomic writes (segany.files) use ".<name>.<random>.tmp" beside the target.
         for stale in self.out_dir.rglob(".*.tmp"):
             stale.unlink(missing_ok=True)
 

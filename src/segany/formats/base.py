@@ -13,15 +13,14 @@ is on disk, and every file is written atomically (a temporary file in the same f
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from segany.files import atomic_write
 from segany.formats import rle as rle_utils
 
 Record = dict[str, Any]
@@ -105,31 +104,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     return value
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Create ``path`` by ``write(temporary path)`` then a rename, so ``path`` is never partial.
-
-    The temporary file has a unique name in the same folder (``.NAME.XXXXXXXX.tmp``: two writers of
-    one path never share it) and is removed if ``write`` fails; the caller sees the error.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            # Mode 0o666 less the umask, as open() gives (tempfile.mkstemp's files are private, 0o600).
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

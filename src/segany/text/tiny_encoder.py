@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TextEncoderError
-from ..formats.base import atomic_write
+from ..files import atomic_write
 from .vocabulary import VOCABULARY
 
 METADATA_KEY = "segany_text_encoder"

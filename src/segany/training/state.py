@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoints import CONFIG_METADATA_KEY
 from ..errors import CheckpointError
-from ..formats.base import atomic_write
+from ..files import atomic_write
 from ..modeling import Sam
 
 FORMAT = "segany-train-1"
