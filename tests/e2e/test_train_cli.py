@@ -95,6 +95,7 @@ def test_bad_configs_are_one_line_errors(
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun") is None and not torch.distributed.is_available(), reason="no torchrun")
 def test_the_same_command_under_torchrun_trains_with_two_processes(tmp_path: Path) -> None:
     config = write_config(tmp_path, steps=1)

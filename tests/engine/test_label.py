@@ -142,6 +142,7 @@ def test_manifest_of_paths(images, tmp_path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_killed_run_then_rerun_labels_every_image_exactly_once(images, reference, tmp_path) -> None:
     out = tmp_path / "killed"
     command = [
@@ -200,6 +201,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_run_gives_the_same_masks_as_the_local_run(images, reference, ray_cluster, tmp_path) -> None:
     out = tmp_path / "ray"
     assert _label(images, out, "--ray", "--actors", "2", "--batch-size", "2") == 1
@@ -225,6 +227,7 @@ class CrashOnce(Labeller):
         return super().label(item)
 
 
+@pytest.mark.slow
 def test_a_dead_actor_is_restarted_and_its_images_are_labelled_once(
     images, reference, ray_cluster, tmp_path
 ) -> None:
@@ -260,6 +263,7 @@ class CrashAlways(Labeller):
         return super().label(item)
 
 
+@pytest.mark.slow
 def test_an_image_that_always_kills_its_actor_fails_the_run_in_one_sentence(
     images, ray_cluster, tmp_path
 ) -> None:

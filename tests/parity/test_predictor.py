@@ -15,6 +15,7 @@ from segany.variants import VIT_B
 from support import TINY, sample_image, twin_models
 
 TOL = 1e-4
+pytestmark = pytest.mark.slow  # vit_b at full size: 30 s to build and embed
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ def test_official_loads_segany_pth_and_segany_loads_official_pth(tmp_path):
     assert (ma != mb).mean() <= 1e-5
 
 
+@pytest.mark.slow
 def test_registry_builds_the_official_variants_in_eval_mode(tmp_path):
     ours = randomize_(segany.sam_from_config(VARIANTS["vit_b"]), seed=3)
     path = tmp_path / "sam_vit_b.pth"

@@ -70,6 +70,7 @@ VAL = SHARED_DATA / "tiny_coco" / "val2017"
 BOX_FLOOR, CLICK_FLOORS = 0.65, (0.38, 0.50)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not VAL.is_dir(), reason="../shared/data/tiny_coco is absent")
 def test_the_bundled_model_holds_its_figures_on_coco_photos_it_never_saw() -> None:
     """Box and click mIoU on photos it never trained on, a little below what was measured, and above the

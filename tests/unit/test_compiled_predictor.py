@@ -11,6 +11,7 @@ from support import FIXTURE_PATH, fixture_model, sample_image
 pytestmark = pytest.mark.skipif(not FIXTURE_PATH.exists(), reason="fixture model missing")
 
 
+@pytest.mark.slow
 def test_compiled_encoder_gives_the_eager_embedding_and_masks():
     model = fixture_model()
     eager, compiled = segany.SamPredictor(model), segany.SamPredictor(model, compile=True)

@@ -115,6 +115,7 @@ def test_loading_refuses_missing_and_wrong_files(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_the_demo_model_answers_phrases_on_unseen_scenes() -> None:
     from segany import build_sam
     from segany.training.text_config import TextEvalConfig

@@ -78,6 +78,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_two_cpu_processes_average_gradients_like_one_process_with_the_global_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)

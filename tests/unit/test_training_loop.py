@@ -115,6 +115,7 @@ def _config(out_dir: Path, **changes: object) -> TrainConfig:
     return base.replace(**changes)
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path: Path) -> None:
     data = FiniteScenes(3)
     torch.set_num_threads(1)
@@ -176,6 +177,7 @@ def test_a_run_continues_on_a_fresh_machine_from_its_small_progress_file(tmp_pat
     assert not Trainer(_config(tmp_path / "machine_c"), data=data).resume()
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
     data = FiniteScenes(1)
     trainer = Trainer(_config(tmp_path, steps=30, lr=3e-3, drop_path=0.0, warmup_steps=1, milestones=()), data=data)
@@ -184,6 +186,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
 
 
+@pytest.mark.slow
 def test_finetuning_an_official_checkpoint_with_a_frozen_encoder(tmp_path: Path) -> None:
     # An official-architecture vit_b with random weights, saved the official way (plain state dict).
     official = build_sam("vit_b", device="cpu")
