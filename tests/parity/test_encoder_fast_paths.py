@@ -103,6 +103,7 @@ def test_blockwise_global_attention_in_bfloat16_stays_close():
     assert relative < 0.025  # the fused kernel fed the bias: 0.017 on this case
 
 
+@pytest.mark.own_autograd_mode
 @pytest.mark.parametrize("activation", ["none", "gelu"])
 def test_packed_linear_matches_plain_linear(activation):
     torch.manual_seed(0)

@@ -124,6 +124,7 @@ def test_sam_forward_matches(twins):
         assert (a["masks"] != b["masks"]).float().mean() < 1e-4
 
 
+@pytest.mark.own_autograd_mode
 def test_model_is_differentiable(twins):
     ours, _ = twins
     ours.zero_grad()

@@ -82,7 +82,6 @@ class _PackedMatrix:
         if (
             not _AVAILABLE
             or torch.is_grad_enabled()
-            or weight.is_inference()  # no version counter to tell when to pack it again
             or torch.jit.is_tracing()
             or torch.jit.is_scripting()
             or _compiling()
@@ -102,6 +101,8 @@ class _PackedMatrix:
             matrix, bias = self._matrix()
             weight = torch.ops.mkldnn._reorder_linear_weight(matrix.detach().to(dtype), max(rows, 1))
             packed_bias = None if bias is None else bias.detach().to(dtype)
+            if None in key:  # weights made under inference mode: no version counter, so never kept
+                return weight, packed_bias
             self._packed = (key, weight, packed_bias)
         return self._packed[1], self._packed[2]
 
