@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from .datasets import SceneSource, random_index
+from .scale_jitter import kept_masks
 from .synthetic import Scene
 
 # A stream of its own, so these draws differ from those of a source or a jitter with the same seed.
@@ -87,15 +88,13 @@ def crop_around_object(scene: Scene, rng: np.random.Generator, config: ObjectCro
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     out = np.zeros((config.size, config.size, 3), dtype=np.uint8)
     out[:new_h, :new_w] = cv2.resize(scene.image[window], (new_w, new_h), interpolation=interpolation)
-    masks = []
-    for mask in scene.masks:
-        cut = mask[window]
-        if not cut.any():
-            continue
+
+    def place(mask: np.ndarray) -> np.ndarray:
         placed = np.zeros((config.size, config.size), dtype=bool)
-        resized = cv2.resize(cut.astype(np.uint8), (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT)
-        placed[:new_h, :new_w] = resized.astype(bool)
-        if int(placed.sum()) >= config.min_pixels:
-            masks.append(placed)
-    stacked = np.stack(masks) if masks else np.zeros((0, config.size, config.size), dtype=bool)
-    return Scene(image=out, masks=stacked)
+        cut = mask[window]
+        if cut.any():
+            resized = cv2.resize(cut.astype(np.uint8), (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT)
+            placed[:new_h, :new_w] = resized.astype(bool)
+        return placed
+
+    return Scene(image=out, masks=kept_masks(map(place, scene.masks), config.size, config.min_pixels))

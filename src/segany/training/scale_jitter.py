@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sized
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 
 import cv2
@@ -74,12 +74,18 @@ def jitter_scene(scene: Scene, rng: np.random.Generator, config: ScaleJitterConf
     dst_cols = slice(src_cols.start - left, src_cols.stop - left)
     out = np.zeros((config.size, config.size, 3), dtype=np.uint8)
     out[dst_rows, dst_cols] = image[src_rows, src_cols]
-    masks = []
-    for mask in scene.masks:
+
+    def place(mask: np.ndarray) -> np.ndarray:
         resized = cv2.resize(mask.astype(np.uint8), (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT)
         placed = np.zeros((config.size, config.size), dtype=bool)
         placed[dst_rows, dst_cols] = resized[src_rows, src_cols].astype(bool)
-        if int(placed.sum()) >= config.min_pixels:
-            masks.append(placed)
-    stacked = np.stack(masks) if masks else np.zeros((0, config.size, config.size), dtype=bool)
-    return Scene(image=out, masks=stacked)
+        return placed
+
+    return Scene(image=out, masks=kept_masks(map(place, scene.masks), config.size, config.min_pixels))
+
+
+def kept_masks(masks: Iterable[np.ndarray], size: int, min_pixels: int) -> np.ndarray:
+    """The ``size x size`` bool masks with at least ``min_pixels`` pixels, stacked: ``K x size x size``
+    (what an augmentation keeps of a scene's masks once they are moved, cut and resized)."""
+    kept = [mask for mask in masks if int(mask.sum()) >= max(min_pixels, 1)]  # never an empty target
+    return np.stack(kept) if kept else np.zeros((0, size, size), dtype=bool)
