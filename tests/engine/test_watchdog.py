@@ -16,10 +16,11 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 DRIVER = r"""
 import subprocess, sys, time
 from segany.engine.watchdog import child_pids, guard_children
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-time.sleep(0.2)
+# A child that starts a grandchild of its own (as Ray's raylet starts its agents).
+child = subprocess.Popen(["sh", "-c", "sleep 600 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+grandchild = int(child.stdout.readline())
 watchdog = guard_children(child_pids())
-print(child.pid, flush=True)
+print(child.pid, grandchild, flush=True)
 if sys.argv[1] == "normal":
     watchdog.stand_down()
     print("stood down", flush=True)
@@ -36,30 +37,30 @@ def _alive(pid: int) -> bool:
         return f.read().split(") ")[1][0] != "Z"
 
 
-def _start(mode: str) -> tuple[subprocess.Popen, int]:
+def _start(mode: str) -> tuple[subprocess.Popen, list[int]]:
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, mode], stdout=subprocess.PIPE, text=True)
-    child = int(driver.stdout.readline())
-    return driver, child
+    return driver, [int(pid) for pid in driver.stdout.readline().split()]
 
 
-def test_children_end_when_the_driver_is_killed() -> None:
-    driver, child = _start("killed")
-    assert _alive(child)
+def test_children_and_theirs_end_when_the_driver_is_killed() -> None:
+    driver, started = _start("killed")
+    assert all(_alive(pid) for pid in started)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(child)
+    assert not any(_alive(pid) for pid in started)
 
 
 def test_children_are_left_alone_after_standing_down() -> None:
-    driver, child = _start("normal")
+    driver, started = _start("normal")
     try:
         assert driver.stdout.readline().strip() == "stood down"
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         time.sleep(1.0)
-        assert _alive(child)
+        assert all(_alive(pid) for pid in started)
     finally:
-        os.kill(child, signal.SIGKILL)
+        for pid in reversed(started):
+            os.kill(pid, signal.SIGKILL)
