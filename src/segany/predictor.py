@@ -167,7 +167,9 @@ class SamPredictor:
         self.input_size: tuple[int, int] | None = None
         self.orig_h = self.orig_w = self.input_h = self.input_w = None
         self._batch: list[_ImageState] | None = None
-        self._image: np.ndarray | None = None  # kept for zoom-in passes (models with zoom_context)
+        # The photo for zoom-in passes (models with zoom_context), or a function that reads it when the
+        # first zoom needs it (set_embedding).
+        self._image: np.ndarray | Callable[[], np.ndarray] | None = None
         # Per image embedding (by identity; the entry holds it): the decoder's image-only work.
         self._image_caches: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
 
@@ -199,7 +201,7 @@ class SamPredictor:
         self,
         features: torch.Tensor,
         original_size: tuple[int, int],
-        image: Any | None = None,
+        image: Any | Callable[[], Any] | None = None,
         image_format: str = "RGB",
     ) -> None:
         """Set an image by an embedding computed earlier (e.g. stored by :meth:`get_image_embedding`).
@@ -207,9 +209,10 @@ class SamPredictor:
         Args:
             features: ``1 x C x h x w`` image embedding of this predictor's model.
             original_size: ``(H, W)`` of the image it was computed from.
-            image: the ``H x W x 3`` image itself, optional: models with a zoom-in pass
-                (``zoom_context``) use it to redo prompts on small objects; without it they answer in
-                one pass.
+            image: the ``H x W x 3`` image itself, or a function without arguments that reads it
+                (called once, only when a prompt takes the zoom-in pass, so one-pass prompts never pay
+                for reading the photo); optional: models with a zoom-in pass (``zoom_context``) use it
+                to redo prompts on small objects, and without it answer in one pass.
         """
         expected = (self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size)
         if features.ndim != 4 or features.shape[0] != 1 or tuple(features.shape[1:]) != expected:
@@ -222,13 +225,20 @@ class SamPredictor:
             raise PromptError(
                 f"original_size must be (H, W) with positive sides, got {tuple(original_size)}."
             )
-        rgb = None
-        if image is not None:
-            rgb = self._rgb(image, image_format)
+
+        def checked(pixels: Any) -> np.ndarray:
+            rgb = self._rgb(pixels, image_format)
             if rgb.shape[:2] != (height, width):
                 raise PromptError(
                     f"image is {rgb.shape[1]} x {rgb.shape[0]} but original_size says {width} x {height}."
                 )
+            return rgb
+
+        photo = None
+        if callable(image):
+            photo = lambda: checked(image())  # noqa: E731 (read when the zoom-in pass first needs it)
+        elif image is not None:
+            photo = checked(image)
         self.reset_image()
         self.features = features.to(self.device, torch.float32).clone()
         self.original_size = (height, width)
@@ -236,8 +246,8 @@ class SamPredictor:
         self.orig_h, self.orig_w = self.original_size
         self.input_h, self.input_w = self.input_size
         self.is_image_set = True
-        if rgb is not None and self.model.zoom_context > 0:
-            self._image = rgb
+        if photo is not None and self.model.zoom_context > 0:
+            self._image = photo
 
     @property
     def device(self) -> torch.device:
@@ -403,8 +413,7 @@ class SamPredictor:
             masks ``B x C x H x W``, scores ``B x C``, low-res logits ``B x C x 256 x 256`` (torch).
         """
         state = self._single_state("predict_torch()")
-        if (point_coords is None) != (point_labels is None):
-            raise PromptError("point_coords and point_labels must be given together.")
+        _paired(point_coords, point_labels)
         if text_embeddings is not None:
             text_embeddings = self._check_text_embeddings(text_embeddings, point_coords, boxes, mask_input)
         return self._predict_state(
@@ -438,11 +447,8 @@ class SamPredictor:
             low-res logits ``B x C x 256 x 256`` and predicted IoUs ``B x C`` (float32).
         """
         state = self._single_state("predict_low_res()")
-        if (point_coords is None) != (point_labels is None):
-            raise PromptError("point_coords and point_labels must be given together.")
-        points = (point_coords, point_labels) if point_coords is not None else None
-        low_res, scores = self._decode(state, points, boxes, mask_input, multimask_output, None, min_iou)
-        return low_res.float(), scores.float()
+        points = _paired(point_coords, point_labels)
+        return self._decode(state, points, boxes, mask_input, multimask_output, None, min_iou)
 
     @_without_autograd
     def upscale_masks(self, low_res: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
@@ -469,7 +475,6 @@ class SamPredictor:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
         low_res, scores = self._decode(state, points, boxes, mask_input, multimask_output, text)
-        low_res, scores = low_res.float(), scores.float()
         threshold = None if return_logits else self.model.mask_threshold
         masks = self.model.postprocess_masks(
             low_res, state.input_size, state.original_size, self.exact, threshold
@@ -515,8 +520,6 @@ class SamPredictor:
         from .zoom import crop_window, resample_low_res
 
         masks, scores, low_res = (t.clone() for t in first)
-        image = self._image
-        assert image is not None
         full = state.original_size
         img_size, grid = self.model.img_size, low_res.shape[-1]
         coords = labels = None
@@ -537,6 +540,10 @@ class SamPredictor:
         todo = [b for b, window in enumerate(windows) if window is not None]
         if not todo:
             return masks, scores, low_res
+        if callable(self._image):
+            self._image = self._image()  # read now, when a prompt first needs the photo
+        image = self._image
+        assert image is not None
         crops = [image[w[1] : w[1] + w[3], w[0] : w[0] + w[2]] for w in (windows[b] for b in todo)]
         prepared = [self._prepare(crop, self.model.image_format) for crop in crops]
         tensors = [tensor for tensor, _ in prepared]
@@ -617,6 +624,15 @@ class SamPredictor:
         raise PromptError(
             f"text_embeddings has {text.shape[0]} rows but the other prompts have B = {batch}; give 1 or {batch}."
         )
+
+
+def _paired(
+    coords: torch.Tensor | None, labels: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Input-frame points as the decoder takes them: ``(coords, labels)``, or None; both or neither."""
+    if (coords is None) != (labels is None):
+        raise PromptError("point_coords and point_labels must be given together.")
+    return (coords, labels) if coords is not None and labels is not None else None
 
 
 def _extent(mask: torch.Tensor, coords: np.ndarray, labels: np.ndarray) -> torch.Tensor:

@@ -124,3 +124,13 @@ def test_a_decompression_bomb_is_skipped(make_client, images_dir, monkeypatch, c
     assert "bomb.png" not in names and "a.png" in names
     assert client.get("/api/images", params={"rescan": "true"}).status_code == 200
     assert any("bomb.png" in r.getMessage() and "too large" in r.getMessage() for r in caplog.records)
+
+
+def test_the_server_decides_how_many_candidates_an_unmarked_prompt_gets(make_client) -> None:
+    client = make_client()
+    image_id = _ids(client)["a.png"]
+    click = client.post(f"/api/images/{image_id}/predict", json={"points": [[50, 40]], "labels": [1]}).json()
+    boxed = client.post(f"/api/images/{image_id}/predict", json={"box": [20, 20, 120, 90]}).json()
+    two = client.post(f"/api/images/{image_id}/predict", json={"points": [[50, 40], [90, 60]], "labels": [1, 1]})
+    assert len(click["masks"]) == 3  # one click is ambiguous (segany.prompts.is_ambiguous)
+    assert len(boxed["masks"]) == 1 and len(two.json()["masks"]) == 1

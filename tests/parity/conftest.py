@@ -24,3 +24,14 @@ def _autograd_mode(request):
         raise pytest.UsageError(f"SEGANY_PARITY_UNDER must be one of {sorted(_MODES)}, got {name!r}.")
     with _MODES[name]():
         yield
+
+
+@pytest.fixture(scope="module")
+def fixture_twins():
+    """The trained fixture model (segany) and the official model with the same weights."""
+    from support import FIXTURE, fixture_model, official_sam
+
+    ours = fixture_model()
+    theirs = official_sam(FIXTURE)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours, theirs

@@ -17,7 +17,7 @@ import torch
 from segany import SamPredictor
 from segany.automatic import SamAutomaticMaskGenerator
 from segany.training.synthetic import make_scene
-from support import FIXTURE, FIXTURE_PATH, fixture_model, official_sam
+from support import FIXTURE_PATH
 
 pytestmark = pytest.mark.skipif(not FIXTURE_PATH.exists(), reason="fixture model missing")
 
@@ -27,14 +27,6 @@ MODES = {
     "no_grad": torch.no_grad,
     "inference_mode": torch.inference_mode,
 }
-
-
-@pytest.fixture(scope="module")
-def models():
-    ours = fixture_model()
-    theirs = official_sam(FIXTURE)
-    theirs.load_state_dict(ours.state_dict(), strict=True)
-    return ours, theirs
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +47,10 @@ def _close(a, b) -> None:
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_predictor_calls_in_every_mode(models, image, mode):
+def test_predictor_calls_in_every_mode(fixture_twins, image, mode):
     from segment_anything import SamPredictor as OfficialPredictor
 
-    ours, theirs = SamPredictor(models[0]), OfficialPredictor(models[1])
+    ours, theirs = SamPredictor(fixture_twins[0]), OfficialPredictor(fixture_twins[1])
     point = (np.array([[150.0, 100.0]]), np.array([1]))
     box = np.array([60.0, 40.0, 240.0, 170.0])
     for _ in range(2):  # the second round answers from the decoder's per-image cache
@@ -84,12 +76,12 @@ def test_predictor_calls_in_every_mode(models, image, mode):
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_generator_in_every_mode(models, image, mode):
+def test_generator_in_every_mode(fixture_twins, image, mode):
     from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
 
     settings = {"points_per_side": 8, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.5}
-    ours = SamAutomaticMaskGenerator(models[0], **settings)
-    theirs = OfficialGenerator(models[1], **settings)
+    ours = SamAutomaticMaskGenerator(fixture_twins[0], **settings)
+    theirs = OfficialGenerator(fixture_twins[1], **settings)
     with MODES[mode]():
         records = ours.generate(image), theirs.generate(image)
     assert len(records[0]) == len(records[1]) > 0

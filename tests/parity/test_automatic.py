@@ -15,17 +15,9 @@ import pytest
 from segany.automatic import SamAutomaticMaskGenerator
 from segany.formats import rle
 from segany.training.synthetic import make_scene
-from support import FIXTURE, FIXTURE_PATH, fixture_model, official_sam
+from support import FIXTURE_PATH
 
 pytestmark = pytest.mark.skipif(not FIXTURE_PATH.exists(), reason="fixture model missing")
-
-
-@pytest.fixture(scope="module")
-def models():
-    ours = fixture_model()
-    theirs = official_sam(FIXTURE)
-    theirs.load_state_dict(ours.state_dict(), strict=True)
-    return ours, theirs
 
 
 @pytest.fixture(scope="module")
@@ -57,42 +49,42 @@ def _compare(ours: list[dict], theirs: list[dict]) -> None:
         assert abs(match["area"] - record["area"]) <= 0.01 * record["area"] + 2
 
 
-def _run(models, image, **options):
+def _run(fixture_twins, image, **options):
     from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
 
-    ours, theirs = models
+    ours, theirs = fixture_twins
     return SamAutomaticMaskGenerator(ours, **options).generate(image), OfficialGenerator(
         theirs, **options
     ).generate(image)
 
 
 @pytest.mark.parametrize("index", [0, 1])
-def test_default_options_give_the_official_masks(models, scenes, index):
-    ours, theirs = _run(models, scenes[index], points_per_side=16)
+def test_default_options_give_the_official_masks(fixture_twins, scenes, index):
+    ours, theirs = _run(fixture_twins, scenes[index], points_per_side=16)
     assert len(theirs) >= 4, "the fixture model should find several stable masks"
     _compare(ours, theirs)
     # The records are in the official order too (NMS keeps by predicted IoU).
     assert [r["bbox"] for r in ours] == [r["bbox"] for r in theirs]
 
 
-def test_every_candidate_with_filters_and_nms_off(models, scenes):
+def test_every_candidate_with_filters_and_nms_off(fixture_twins, scenes):
     options = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
-    ours, theirs = _run(models, scenes[1], **options)
+    ours, theirs = _run(fixture_twins, scenes[1], **options)
     assert len(theirs) == 8 * 8 * 3
     _compare(ours, theirs)
 
 
-def test_crops_and_small_region_cleanup(models, scenes):
+def test_crops_and_small_region_cleanup(fixture_twins, scenes):
     options = dict(points_per_side=8, crop_n_layers=1, min_mask_region_area=40, pred_iou_thresh=0.8)
-    ours, theirs = _run(models, scenes[0], **options)
+    ours, theirs = _run(fixture_twins, scenes[0], **options)
     assert len(theirs) >= 4
     assert len({tuple(r["crop_box"]) for r in theirs}) >= 2  # masks from the zoomed-in crops are there
     _compare(ours, theirs)
 
 
 @pytest.mark.parametrize("mode", ["uncompressed_rle", "coco_rle"])
-def test_output_modes_match(models, scenes, mode):
-    ours, theirs = _run(models, scenes[0], points_per_side=8, output_mode=mode)
+def test_output_modes_match(fixture_twins, scenes, mode):
+    ours, theirs = _run(fixture_twins, scenes[0], points_per_side=8, output_mode=mode)
     assert len(ours) == len(theirs) >= 1
     for a, b in zip(ours, theirs, strict=True):
         assert a["segmentation"]["size"] == list(b["segmentation"]["size"])
@@ -102,15 +94,15 @@ def test_output_modes_match(models, scenes, mode):
             assert a["segmentation"]["counts"] == b["segmentation"]["counts"]
 
 
-def test_max_area_filter(models, scenes):
+def test_max_area_filter(fixture_twins, scenes):
     image = scenes[0]
     everything = SamAutomaticMaskGenerator(
-        models[0], points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0
+        fixture_twins[0], points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0
     )
     all_masks = everything.generate(image)
     limit = 0.2
     filtered = SamAutomaticMaskGenerator(
-        models[0],
+        fixture_twins[0],
         points_per_side=8,
         pred_iou_thresh=0.0,
         stability_score_thresh=0.0,

@@ -81,3 +81,31 @@ def test_automatic_decoding_runs_at_the_predictor_precision(model, image):
     finally:
         hook.remove()
     assert seen and all(seen)
+
+
+def test_a_restored_embedding_reads_the_photo_only_for_a_zoom_in_pass() -> None:
+    from segany import build_sam
+    from support import sample_image
+
+    model = build_sam(device="cpu")  # the bundled model zooms in on small objects
+    assert model.zoom_context > 0
+    photo = sample_image()
+    height, width = photo.shape[:2]
+    direct = SamPredictor(model)
+    direct.set_image(photo)
+    reads = []
+
+    def read() -> np.ndarray:
+        reads.append(1)
+        return photo
+
+    restored = SamPredictor(model)
+    restored.set_embedding(direct.get_image_embedding(), (height, width), image=read)
+    whole = np.array([0, 0, width, height])  # too large to zoom in on: one pass
+    np.testing.assert_array_equal(restored.predict(box=whole)[0], direct.predict(box=whole)[0])
+    assert reads == []
+    small = np.array([width // 2, height // 2, width // 2 + 40, height // 2 + 30])
+    for a, b in zip(restored.predict(box=small), direct.predict(box=small), strict=True):
+        np.testing.assert_array_equal(a, b)
+    restored.predict(box=small)
+    assert reads == [1]  # read once, when the first prompt needed it

@@ -70,10 +70,13 @@ def compute_embedding(model: Sam, image: np.ndarray) -> Embedding:
     )
 
 
-def predictor_for(model: Sam, embedding: Embedding, image: np.ndarray | None = None) -> SamPredictor:
+def predictor_for(
+    model: Sam, embedding: Embedding, image: np.ndarray | Callable[[], np.ndarray] | None = None
+) -> SamPredictor:
     """A new predictor with ``embedding`` set, as if :meth:`SamPredictor.set_image` had computed it.
 
-    ``image`` (``H x W x 3`` uint8 RGB) lets a model with a zoom-in pass redo prompts on small objects.
+    ``image`` (``H x W x 3`` uint8 RGB, or a function that reads it when first needed) lets a model with
+    a zoom-in pass redo prompts on small objects.
     """
     predictor = SamPredictor(model)
     predictor.set_embedding(embedding.features, embedding.original_size, image=image)

@@ -148,8 +148,8 @@ class AnnotationService:
                 )
             mask_input = earlier.low_res_logits[index][None]
         embedding, _ = self.embedding(image)
-        pixels = self.pixels(image) if self.model.zoom_context > 0 else None  # for the zoom-in pass
-        masks, scores, low_res = predictor_for(self.model, embedding, pixels).predict(
+        # The photo is read only if a prompt takes the zoom-in pass (one-pass clicks never decode it).
+        masks, scores, low_res = predictor_for(self.model, embedding, lambda: self.pixels(image)).predict(
             point_coords=np.asarray(points, dtype=np.float32) if len(points) else None,
             point_labels=np.asarray(labels, dtype=np.int64) if len(points) else None,
             box=np.asarray(box, dtype=np.float32) if box is not None else None,
