@@ -101,7 +101,9 @@ class OnnxRuntimeBackend:
         image_cache: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if text is not None:
-            return self.torch.decode(features, points, boxes, masks, multimask_output, text, min_iou, image_cache)
+            return self.torch.decode(
+                features, points, boxes, masks, multimask_output, text, min_iou, image_cache
+            )
         low_res, scores = self.runner.decode(features, points, boxes, masks, multimask_output)
         return low_res.to(self.device).float(), scores.to(self.device).float()
 

@@ -378,12 +378,19 @@ class SamPredictor:
         if text_t is not None:
             text_t = text_t.expand(batch, -1)
 
-        masks, scores, low_res = self._predict_state(
-            state, coords_t, labels_t, box_t, mask_t, multimask_output, return_logits, text_t
-        )
         if self._image is not None and text_t is None and state.features is self.features:
-            masks, scores, low_res = self._zoom_in(
-                state, (masks, scores, low_res), points, boxes, mask_t, batch, multimask_output, return_logits
+            masks, scores, low_res = self._predict_zooming(
+                state,
+                (coords_t, labels_t, box_t, mask_t),
+                points,
+                boxes,
+                batch,
+                multimask_output,
+                return_logits,
+            )
+        else:
+            masks, scores, low_res = self._predict_state(
+                state, coords_t, labels_t, box_t, mask_t, multimask_output, return_logits, text_t
             )
         masks_np = masks.detach().cpu().numpy()
         scores_np = scores.detach().float().cpu().numpy()
@@ -475,11 +482,7 @@ class SamPredictor:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
         low_res, scores = self._decode(state, points, boxes, mask_input, multimask_output, text)
-        threshold = None if return_logits else self.model.mask_threshold
-        masks = self.model.postprocess_masks(
-            low_res, state.input_size, state.original_size, self.exact, threshold
-        )
-        return masks, scores, low_res
+        return self._upscaled(state, low_res, scores, return_logits)
 
     def _decode(
         self,
@@ -500,46 +503,57 @@ class SamPredictor:
     # --- zoom-in ----------------------------------------------------------------------------------
 
     @_without_autograd
-    def _zoom_in(
+    def _predict_zooming(
         self,
         state: _ImageState,
-        first: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        prompts: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
         points: tuple[np.ndarray, np.ndarray] | None,
         boxes: np.ndarray | None,
-        mask_input: torch.Tensor | None,
         batch: int,
         multimask_output: bool,
         return_logits: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Redo each prompt on a small object on a zoomed-in crop (see :mod:`segany.zoom`).
+        """Predict, redoing each prompt on a small object on a zoomed-in crop (see :mod:`segany.zoom`).
 
-        ``first`` is the first pass's ``B x C x H x W`` masks, ``B x C`` scores and low-res logits; prompts
-        are in the original frame. A redone prompt's masks and scores are the crop's, pasted back (the
-        rest of the image is background); its low-res logits are moved back onto the image's grid.
+        ``prompts`` are the ``B``-batched coords, labels, boxes and mask input in the input frame;
+        ``points`` and ``boxes`` the same prompts in the original frame. A box gives its crop directly;
+        clicks take a first low-res pass whose best mask (with the clicks) gives it. A redone prompt's
+        masks and scores are the crop's, pasted back (the rest of the image is background); its low-res
+        logits are moved back onto the image's grid. Only masks that are returned get upscaled.
         """
         from .zoom import crop_window, resample_low_res
 
-        masks, scores, low_res = (t.clone() for t in first)
+        coords_t, labels_t, box_t, mask_input = prompts
         full = state.original_size
-        img_size, grid = self.model.img_size, low_res.shape[-1]
+        img_size, grid = self.model.img_size, 4 * state.features.shape[-1]
         coords = labels = None
         if points is not None:
             coords = np.array(np.broadcast_to(points[0], (batch, *points[0].shape[-2:])))
             labels = np.array(np.broadcast_to(points[1], (batch, points[1].shape[-1])))
         box_all = np.array(np.broadcast_to(boxes, (batch, 4))) if boxes is not None else None
-        windows = []
-        for b in range(batch):
-            if box_all is not None:
-                extent = torch.tensor(box_all[b], dtype=torch.float32)
-            else:
-                best = masks[b, int(scores[b].argmax())]
-                extent = _extent(
-                    best > self.model.mask_threshold if return_logits else best, coords[b], labels[b]
-                )
-            windows.append(crop_window(extent, full, self.model.zoom_context, img_size))
+        context = self.model.zoom_context
+        windows: list[tuple[int, int, int, int] | None] = [None] * batch
+        if box_all is not None:
+            windows = [
+                crop_window(torch.tensor(box_all[b], dtype=torch.float32), full, context, img_size)
+                for b in range(batch)
+            ]
+        first = None
+        if box_all is None or None in windows:
+            first = self._decode(
+                state, _paired(coords_t, labels_t), box_t, mask_input, multimask_output, None
+            )
+            if box_all is None:
+                assert coords is not None and labels is not None
+                low_res, scores = first
+                for b in range(batch):
+                    best = low_res[b, int(scores[b].argmax())] > self.model.mask_threshold
+                    extent = _low_res_extent(best, full, coords[b], labels[b])
+                    windows[b] = crop_window(extent, full, context, img_size)
         todo = [b for b, window in enumerate(windows) if window is not None]
         if not todo:
-            return masks, scores, low_res
+            assert first is not None
+            return self._upscaled(state, *first, return_logits)
         if callable(self._image):
             self._image = self._image()  # read now, when a prompt first needs the photo
         image = self._image
@@ -548,13 +562,14 @@ class SamPredictor:
         prepared = [self._prepare(crop, self.model.image_format) for crop in crops]
         tensors = [tensor for tensor, _ in prepared]
         features = self._backend.embed(tensors)
+        rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         fill = -20.0  # background logits where a crop says nothing
         for i, b in enumerate(todo):
             left, top, width, height = windows[b]  # type: ignore[misc]
             size = (height, width)
             crop_state = _ImageState(features[i : i + 1], size, tuple(tensors[i].shape[-2:]))  # type: ignore[arg-type]
             crop_points = crop_box = crop_mask = None
-            if coords is not None:
+            if coords is not None and labels is not None:
                 shifted = self.transform.apply_coords(coords[b] - np.array([left, top]), size)
                 crop_points = (
                     torch.as_tensor(shifted, dtype=torch.float, device=self.device)[None],
@@ -579,12 +594,30 @@ class SamPredictor:
                 multimask_output,
                 return_logits,
             )
-            pasted = torch.full_like(masks[b], fill) if return_logits else torch.zeros_like(masks[b])
+            shape = (crop_masks.shape[1], *full)
+            pasted = crop_masks.new_full(shape, fill) if return_logits else crop_masks.new_zeros(shape)
             pasted[:, top : top + height, left : left + width] = crop_masks[0]
-            masks[b], scores[b] = pasted, crop_scores[0]
-            low_res[b] = resample_low_res(
+            moved = resample_low_res(
                 crop_low, ((left, top), size, img_size, grid), ((0, 0), full, img_size, grid), fill
             )[0]
+            rows[b] = (pasted, crop_scores[0].float(), moved)
+        rest = [b for b in range(batch) if b not in rows]
+        if rest:
+            assert first is not None
+            kept = torch.tensor(rest, device=first[0].device)
+            masks, scores, low_res = self._upscaled(state, first[0][kept], first[1][kept], return_logits)
+            rows.update((b, (masks[j], scores[j].float(), low_res[j].float())) for j, b in enumerate(rest))
+        return tuple(torch.stack([rows[b][k] for b in range(batch)]) for k in range(3))  # type: ignore[return-value]
+
+    def _upscaled(
+        self, state: _ImageState, low_res: torch.Tensor, scores: torch.Tensor, return_logits: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoded ``B x C`` low-res logits and scores -> (masks or logits in the original frame, scores,
+        low-res logits)."""
+        threshold = None if return_logits else self.model.mask_threshold
+        masks = self.model.postprocess_masks(
+            low_res, state.input_size, state.original_size, self.exact, threshold
+        )
         return masks, scores, low_res
 
     # --- text --------------------------------------------------------------------------------------
@@ -635,12 +668,20 @@ def _paired(
     return (coords, labels) if coords is not None and labels is not None else None
 
 
-def _extent(mask: torch.Tensor, coords: np.ndarray, labels: np.ndarray) -> torch.Tensor:
-    """``4`` XYXY box around a ``H x W`` bool mask and the positive clicks (``N x 2``, ``N``) on it."""
+def _low_res_extent(
+    mask: torch.Tensor, image_size: tuple[int, int], coords: np.ndarray, labels: np.ndarray
+) -> torch.Tensor:
+    """``4`` XYXY box (original pixels) around a ``L x L`` bool low-res mask and the positive clicks.
+
+    The mask lies on SAM's low-res grid over the padded input square, which spans the image's longest
+    side (``image_size`` is ``(H, W)``), so a cell spans ``max(H, W) / L`` pixels.
+    """
+    cell = max(image_size) / mask.shape[-1]
     positive = torch.as_tensor(coords[labels == 1], dtype=torch.float32)
     rows, cols = torch.nonzero(mask.cpu(), as_tuple=True)
-    xs = torch.cat([cols.float(), positive[:, 0]])
-    ys = torch.cat([rows.float(), positive[:, 1]])
+    xs = torch.cat([cols.float() * cell, (cols.float() + 1) * cell, positive[:, 0]])
+    ys = torch.cat([rows.float() * cell, (rows.float() + 1) * cell, positive[:, 1]])
     if len(xs) == 0:
         return torch.zeros(4)
-    return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    height, width = image_size
+    return torch.stack([xs.min(), ys.min(), xs.max().clamp(max=width), ys.max().clamp(max=height)])

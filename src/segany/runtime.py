@@ -18,6 +18,14 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"Unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'.") from exc
 
 
+def recording() -> bool:
+    """Whether a compiler (``torch.compile``) or the TorchScript tracer/scripter is recording the forward
+    pass, so layers take their plain path (no cached derived weights, no eager-only operators)."""
+    compiler = getattr(torch, "compiler", None)  # torch.compiler.is_compiling exists from PyTorch 2.3
+    compiling = compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling()
+    return bool(compiling or torch.jit.is_tracing() or torch.jit.is_scripting())
+
+
 _MEMORY_REUSE_SET = False
 
 

@@ -200,3 +200,28 @@ def test_the_backbone_alone_can_be_frozen_for_a_first_stage() -> None:
         freeze(model, ["image_encoder.trunk"])
     with pytest.raises(ValueError, match="the parts of SAM are"):
         freeze(model, ["backbone"])
+
+
+def test_inference_folds_batch_norms_and_follows_weight_changes() -> None:
+    model = small_model().eval()
+    torch.manual_seed(3)
+    for norm in (m for m in model.image_encoder.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-0.5, 0.5)  # ImageNet-like statistics, not the identity a new model has
+        norm.running_var.uniform_(0.5, 2.0)
+        torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
+        torch.nn.init.uniform_(norm.bias, -0.2, 0.2)
+    encoder = model.image_encoder
+    image = torch.randn(1, 3, 256, 256)
+    keys = set(encoder.state_dict())
+    with torch.no_grad():
+        folded = encoder(image)
+    assert encoder._folded is not None  # the inference path ran the folded copy
+    reference = encoder(image).detach()  # gradients on: the training form, norms as they are
+    assert torch.allclose(folded, reference, atol=1e-4)
+    assert set(encoder.state_dict()) == keys  # the copy is derived, never saved
+    # A weight written in place (an optimiser step) is seen by the next inference call.
+    with torch.no_grad():
+        next(encoder.backbone.parameters()).mul_(0.5)
+        changed = encoder(image)
+    assert torch.allclose(changed, encoder(image).detach(), atol=1e-4)
+    assert not torch.allclose(changed, folded, atol=1e-3)

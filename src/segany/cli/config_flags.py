@@ -51,7 +51,9 @@ def add_config_flags(
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
-        shown = field.metadata.get("default_text", f"{default:.4g}" if isinstance(default, float) else default)
+        shown = field.metadata.get(
+            "default_text", f"{default:.4g}" if isinstance(default, float) else default
+        )
         group.add_argument(
             flag,
             dest=field.name,

@@ -9,15 +9,26 @@ down to ``out_stride``, then SAM's neck shape (3x3 conv, LayerNorm2d, 1x1 conv, 
 Batch normalisation keeps the statistics it was built or loaded with (ImageNet's when pretrained): in
 training mode its running statistics are frozen, since a training batch of two images would give noisy
 ones; its affine parameters still learn.
+
+Speed: convolutions run on channels-last inputs (oneDNN's native layout; a quarter faster on this
+project's AVX-512 CPU, forward and backward). In inference (eval mode, no gradients) the backbone runs as
+a copy with each batch normalisation folded into the convolution before it (an affine map after a
+linear one is linear), made on first use and remade when a weight changes: with channels-last inputs a
+512-px photo takes 25 ms instead of 72 ms on 2 threads; outputs agree to about 1e-4.
 """
 
 from __future__ import annotations
+
+import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import recording
 from .layers import LayerNorm2d
+from .versions import contents_key
 
 # The backbone's feature levels the neck reads (timm ``out_indices``): strides 8, 16 and 32.
 PYRAMID_LEVELS = (2, 3, 4)
@@ -56,8 +67,15 @@ class EfficientNetLiteEncoder(nn.Module):
             LayerNorm2d(out_chans),
         )
 
+    # The folded inference copy of the backbone and the weights' keys it was made from (not a submodule:
+    # it is derived, never saved).
+    _folded: tuple[tuple, nn.Module] | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x)
+        x = x.contiguous(memory_format=torch.channels_last)
+        folding = not (self.training or torch.is_grad_enabled() or recording())
+        backbone = self._inference_backbone() if folding else self.backbone
+        features = backbone(x)
         features = [f for f, s in zip(features, PYRAMID_STRIDES, strict=True) if s >= self.out_stride]
         # Top-down: start at the coarsest level, upsample and add each finer lateral.
         fused = self.lateral[-1](features[-1])
@@ -65,9 +83,49 @@ class EfficientNetLiteEncoder(nn.Module):
             fused = lateral(feature) + F.interpolate(fused, size=feature.shape[-2:], mode="nearest")
         return self.neck(fused)
 
+    def _inference_backbone(self) -> nn.Module:
+        """The backbone with batch norms folded into their convolutions, cached against its weights."""
+        tensors = [*self.backbone.parameters(), *self.backbone.buffers()]
+        keys = tuple(contents_key(t) for t in tensors)
+        if None in keys:  # inference tensors carry no version: fold afresh, keep nothing
+            return fold_batch_norms(self.backbone)
+        if self._folded is None or self._folded[0] != keys:
+            self._folded = (keys, fold_batch_norms(self.backbone))
+        return self._folded[1]
+
     def train(self, mode: bool = True) -> EfficientNetLiteEncoder:
         super().train(mode)
         for module in self.backbone.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()  # frozen statistics (see the module docstring)
         return self
+
+
+@torch.no_grad()
+def fold_batch_norms(module: nn.Module) -> nn.Module:
+    """An inference copy of ``module`` in which each batch norm that directly follows a convolution (the
+    next child of the same parent, as in timm's EfficientNet blocks) is folded into that convolution.
+
+    With ``s = gamma / sqrt(var + eps)``, ``BN(conv(x)) = conv'(x)`` for ``W' = W s`` (per output channel)
+    and ``b' = (b - mean) s + beta``. A timm ``BatchNormAct2d`` keeps its activation (and dropout). Norms
+    that follow no convolution stay as they are. ``module`` itself is not changed.
+    """
+    folded = copy.deepcopy(module).eval()
+    for parent in list(folded.modules()):
+        children = list(parent.named_children())
+        for (_, conv), (name, norm) in itertools.pairwise(children):
+            if (
+                type(conv) is not nn.Conv2d
+                or not isinstance(norm, nn.BatchNorm2d)
+                or not norm.track_running_stats
+            ):
+                continue
+            weight = norm.weight if norm.affine else torch.ones_like(norm.running_var)
+            shift = norm.bias if norm.affine else torch.zeros_like(norm.running_mean)
+            scale = weight / torch.sqrt(norm.running_var + norm.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+            conv.weight = nn.Parameter(conv.weight * scale[:, None, None, None], requires_grad=False)
+            conv.bias = nn.Parameter((bias - norm.running_mean) * scale + shift, requires_grad=False)
+            after = [m for m in (getattr(norm, "drop", None), getattr(norm, "act", None)) if m is not None]
+            setattr(parent, name, nn.Sequential(*after) if after else nn.Identity())
+    return folded

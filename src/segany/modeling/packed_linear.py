@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import cpu_autocast_dtype, packed_weights_enabled
+from ..runtime import cpu_autocast_dtype, packed_weights_enabled, recording
 from .versions import contents_key
 
 _ACTIVATIONS = ("none", "gelu")
@@ -37,12 +37,6 @@ def _operators_available() -> bool:
 
 
 _AVAILABLE = _operators_available()
-
-
-def _compiling() -> bool:
-    """Whether ``torch.compile`` is tracing (``torch.compiler`` exists from PyTorch 2.3)."""
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
 class _PackedMatrix:
@@ -84,7 +78,7 @@ class _PackedMatrix:
             or torch.is_grad_enabled()
             or torch.jit.is_tracing()
             or torch.jit.is_scripting()
-            or _compiling()
+            or recording()
             or x.device.type != "cpu"
             or weight.device.type != "cpu"
             or x.numel() == 0

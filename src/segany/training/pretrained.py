@@ -99,7 +99,9 @@ def load_imagenet_backbone(encoder: EfficientNetLiteEncoder, variant: str, path:
     if len(ours) != len(theirs) or any(
         tuple(reference[a].shape) != tuple(source[b].shape) for a, b in zip(ours, theirs, strict=False)
     ):
-        raise CheckpointError(f"{path} does not hold {variant}'s ImageNet weights (its tensors do not match).")
+        raise CheckpointError(
+            f"{path} does not hold {variant}'s ImageNet weights (its tensors do not match)."
+        )
     mapped = {a: source[b] for a, b in zip(ours, theirs, strict=True)}
     backbone = encoder.backbone.state_dict()
     missing = [k for k in backbone if k not in mapped and not k.endswith("num_batches_tracked")]
