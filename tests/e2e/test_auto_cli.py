@@ -120,3 +120,25 @@ def test_bad_options_and_inputs(tmp_path, folder, checkpoint, capsys):
     with pytest.raises(SystemExit) as info:
         main(["auto", str(folder), "--out", str(tmp_path), "--points-per-side", "many"])
     assert info.value.code == 2
+
+
+def test_auto_shares_the_engines_resumable_loop(tmp_path, folder, checkpoint, capsys):
+    out = tmp_path / "out"
+    code, _ = _auto(capsys, folder, "--out", out, "--checkpoint", checkpoint, "--format", "png")
+    assert code == 1
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {(m["name"], m["status"]) for m in manifest} == {
+        ("a.png", "ok"),
+        ("sub/b.jpg", "ok"),
+        ("cut.png", "error"),
+        ("empty.jpg", "error"),
+        ("notes.jpg", "error"),
+    }
+    assert len((out / "errors.jsonl").read_text().splitlines()) == 3
+    # Masks whose manifest line never came (a run killed between the two) are redone, not trusted.
+    kept = [m for m in manifest if m["name"] != "a.png"]
+    (out / "manifest.jsonl").write_text("".join(json.dumps(m) + "\n" for m in kept))
+    before = (out / "a" / "0.png").stat().st_mtime_ns
+    code, err = _auto(capsys, folder, "--out", out, "--checkpoint", checkpoint, "--format", "png")
+    assert "5 images: 1 written" in err and "1 already done" in err and "3 failed" in err
+    assert (out / "a" / "0.png").stat().st_mtime_ns != before

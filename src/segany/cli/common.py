@@ -11,6 +11,7 @@ from ..variants import ALIASES, VARIANTS
 if TYPE_CHECKING:
     import torch
 
+    from ..engine.pipeline import ModelSpec
     from ..modeling import Sam
 
 
@@ -39,7 +40,7 @@ def load_model(args: argparse.Namespace) -> Sam:
     from ..build import build_sam
 
     checkpoint = resolve_checkpoint(args)
-    return build_sam(args.model, checkpoint=checkpoint, device=_device(args.device), dtype=args.precision)
+    return build_sam(args.model, checkpoint=checkpoint, device=checked_device(args.device), dtype=args.precision)
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> str | Path:
@@ -67,7 +68,7 @@ def resolve_checkpoint(args: argparse.Namespace) -> str | Path:
     return checkpoint
 
 
-def _device(name: str | None) -> torch.device:
+def checked_device(name: str | None) -> torch.device:
     """The ``--device`` asked for, refused with one sentence when it is unknown or absent here."""
     import torch
 
@@ -102,3 +103,16 @@ def make_out_dir(path: str | Path, flag: str = "--out") -> Path:
             f"Cannot create the folder {path} ({exc.strerror or exc}); give another {flag}."
         ) from exc
     return path
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model of the model options as the data engine's labellers build it (:func:`load_model`'s
+    model, its checkpoint file resolved to an absolute path so Ray actors elsewhere find the same one)."""
+    from ..engine.pipeline import ModelSpec
+
+    return ModelSpec(
+        checkpoint=str(Path(resolve_checkpoint(args)).resolve()),
+        variant=args.model,
+        device=args.device,
+        precision=args.precision,
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..automatic.options import GeneratorConfig
 from ..images import DEFAULT_MAX_PIXELS
-from .common import add_model_args
+from .common import add_model_args, model_spec
 from .config_flags import add_config_flags, config_from_args
 
 
@@ -118,10 +118,9 @@ def run_label(args: argparse.Namespace) -> int:
 
 def input_items(text: str) -> list:
     """The images of ``--input``: a folder's images (as ``segany auto`` finds them) or a manifest's."""
-    from ..engine.sources import items_from, read_manifest
+    from ..engine.sources import find_images, items_from, read_manifest
     from ..errors import SegAnyError
     from ..images import IMAGE_SUFFIXES
-    from .auto import find_images
 
     path = Path(text)
     if path.is_dir():
@@ -133,19 +132,6 @@ def input_items(text: str) -> list:
     if not pairs:
         raise SegAnyError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found in {text}.")
     return items_from(pairs)
-
-
-def model_spec(args: argparse.Namespace):
-    """The model of the model options, with its checkpoint file resolved as ``load_model`` does."""
-    from ..engine.pipeline import ModelSpec
-    from .common import resolve_checkpoint
-
-    return ModelSpec(
-        checkpoint=str(Path(resolve_checkpoint(args)).resolve()),
-        variant=args.model,
-        device=args.device,
-        precision=args.precision,
-    )
 
 
 # --- stats --------------------------------------------------------------------------------------------

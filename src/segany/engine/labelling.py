@@ -1,9 +1,11 @@
 """A labelling run: which images are left to do, a runner to do them, and the bookkeeping around it.
 
-:func:`label_images` is the one entry point of ``segany engine label``: it locks the output folder,
-drops what a killed run left half-done, skips the images already done (their last manifest line says
-``ok`` and their JSON exists; failed images are tried again), runs the rest here or on Ray, appends a
-manifest line per image as it finishes, then tidies the manifest and records the run in ``runs.jsonl``.
+:func:`label_images` is the one batch-labelling loop, of ``segany engine label`` and ``segany auto``:
+it locks the output folder, drops what a killed run left half-done, skips the images already done (their
+last manifest line says ``ok`` and their masks exist; failed images are tried again), runs the rest here
+or on Ray, appends a manifest line per image as it finishes (after its text scores, for a job with a
+phrase), then lets the writer finish the folder (COCO's ``instances.json``), tidies the manifest and
+records the run in ``runs.jsonl``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .local import run_local
-from .outputs import LabelLog, run_line, utc_now
+from .outputs import LabelLog, TextScores, run_line, utc_now
 from .pipeline import OK, LabelJob, Labeller, LabelResult
 from .ray_runner import RayOptions, run_ray
 from .sources import ImageItem
@@ -40,7 +42,7 @@ class LabelSummary:
         rate = f", {self.images_per_minute:.1f} images/min" if self.images_per_minute else ""
         per_image = f", {self.masks / self.labelled:.1f} per image" if self.labelled else ""
         return (
-            f"{self.images} images: {self.labelled} labelled ({self.masks} masks{per_image}), {self.skipped} already "
+            f"{self.images} images: {self.labelled} written ({self.masks} masks{per_image}), {self.skipped} already "
             f"done, {self.failed} failed; {self.seconds:.1f} s{rate}; output in {out_dir}"
         )
 
@@ -82,9 +84,11 @@ def label_images(
         labeller: what each worker builds from the job (tests swap in one that fails on purpose).
     """
     out_dir = Path(job.out_dir)
-    log = LabelLog(out_dir)
+    writer = job.writer()
+    log = LabelLog(out_dir, writer.done_path)
     with log.lock():
         log.repair()
+        text_scores = TextScores(out_dir, job.text.phrase, overwrite) if job.text is not None else None
         todo = plan(items, log, overwrite)
         results: list[LabelResult] = []
         first: list[float] = []  # seconds into the run when the first result came back
@@ -93,12 +97,14 @@ def label_images(
         def on_result(result: LabelResult) -> None:
             if not first:
                 first.append(time.perf_counter() - start)
+            if text_scores is not None and result.status == OK and result.text_scores is not None:
+                text_scores.add(result.name, result.text_scores)
             log.record(result, job)
             results.append(result)
             if bar is not None:
                 bar.update(1)
                 if result.status != OK:
-                    bar.write(f"segany: failed {result.name}: {result.error}", file=sys.stderr)
+                    bar.write(f"segany: skipped {result.name}: {result.error}", file=sys.stderr)
 
         started, start = utc_now(), time.perf_counter()
         completed = False
@@ -107,6 +113,7 @@ def label_images(
                 run_local(todo, job, on_result, labeller)
             else:
                 run_ray(todo, job, on_result, ray, labeller)
+            writer.finish(out_dir)
             completed = True
         finally:
             if bar is not None:

@@ -7,10 +7,13 @@
   line of each image, in ``image_id`` order.
 * ``errors.jsonl``: the manifest lines of the images whose last status is ``error``, kept the same way.
 * ``runs.jsonl``: one line per run (see :func:`run_line`), for throughput figures.
+* ``text_scores.json``, for a run that keeps the masks best matching a phrase (``segany auto --text``):
+  ``{"text": PHRASE, "images": {IMAGE_NAME: [text_score of mask 0, of mask 1, ...]}}`` (the mask formats
+  have no field for them); rewritten, atomically, before each such image's manifest line.
 
-An image is *done* when its last manifest line says ``ok`` and its SA-1B JSON exists. A JSON written by a
-run killed before its manifest line is redone (and atomically replaced); a torn last line left by a
-kill is dropped when the folder is next opened.
+An image is *done* when its last manifest line says ``ok`` and its masks exist (the writer's done path:
+the SA-1B JSON by default). Masks written by a run killed before their manifest line are redone (and
+atomically replaced); a torn last line left by a kill is dropped when the folder is next opened.
 """
 
 from __future__ import annotations
@@ -18,19 +21,20 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import SegAnyError
-from ..formats.base import atomic_write_text, output_stem
+from ..formats.base import atomic_write_json, atomic_write_text, output_stem
 from .pipeline import ERROR, OK, LabelJob, LabelResult
 
 MANIFEST = "manifest.jsonl"
 ERRORS = "errors.jsonl"
 RUNS = "runs.jsonl"
+TEXT_SCORES = "text_scores.json"
 LOCK = ".segany-engine.lock"
 
 
@@ -62,13 +66,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class LabelLog:
-    """The manifest, errors and runs files of ``out_dir`` (see the module docstring)."""
+    """The manifest, errors and runs files of ``out_dir`` (see the module docstring); ``done_path``
+    names the file whose presence says an image's masks are written (its writer's; SA-1B by default)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, done_path: Callable[[Path, str], Path] | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.manifest = self.out_dir / MANIFEST
         self.errors = self.out_dir / ERRORS
         self.runs = self.out_dir / RUNS
+        self.done_path = done_path or json_path
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """The last manifest line of each image, by name."""
@@ -78,7 +84,7 @@ class LabelLog:
         return (
             entry is not None
             and entry.get("status") == OK
-            and json_path(self.out_dir, entry["name"]).exists()
+            and self.done_path(self.out_dir, entry["name"]).exists()
         )
 
     def repair(self) -> None:
@@ -130,6 +136,36 @@ class LabelLog:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class TextScores:
+    """``text_scores.json`` of a folder whose masks were chosen by ``phrase`` (see the module docstring)."""
+
+    def __init__(self, out_dir: Path, phrase: str, overwrite: bool = False) -> None:
+        """Read the scores already there (a resumed run); refused when they are for another phrase.
+        ``overwrite`` starts afresh."""
+        self.path = Path(out_dir) / TEXT_SCORES
+        self.scores: dict[str, Any] = {"text": phrase, "images": {}}
+        if overwrite or not self.path.exists():
+            return
+        try:
+            scores = json.loads(self.path.read_text(encoding="utf-8"))
+            previous = scores["text"]
+            dict(scores["images"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SegAnyError(
+                f"{self.path} is unreadable; delete it or pass --overwrite to start over."
+            ) from exc
+        if previous != phrase:
+            raise SegAnyError(
+                f"{out_dir} holds masks chosen for --text {previous!r}; pass --overwrite or another --out."
+            )
+        self.scores = scores
+
+    def add(self, name: str, scores: tuple[float, ...]) -> None:
+        """Record the text scores of image ``name``'s masks and rewrite the file."""
+        self.scores["images"][name] = list(scores)
+        atomic_write_json(self.path, self.scores)
 
 
 def run_line(

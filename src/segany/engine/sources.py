@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import ImageError, SegAnyError
-from ..images import load_image
+from ..images import IMAGE_SUFFIXES, load_image
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,26 @@ def items_from(pairs: list[tuple[str, str]]) -> list[ImageItem]:
             )
         by_name[name] = source
     return [ImageItem(i, name, by_name[name]) for i, name in enumerate(sorted(by_name))]
+
+
+def find_images(inputs: list[str]) -> list[tuple[Path, str]]:
+    """``(path, name)`` for every image of local ``inputs``: files as given, folders searched recursively.
+
+    ``name`` is the path relative to its folder (the file name for a file input); outputs are named after
+    it. Sorted, so image ids stay the same when a run is resumed; a name found twice keeps its first path.
+    """
+    found: dict[str, Path] = {}
+    for text in inputs:
+        root = Path(text)
+        if root.is_dir():
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                    found.setdefault(path.relative_to(root).as_posix(), path)
+        elif root.exists():
+            found.setdefault(root.name, root)
+        else:
+            raise ImageError(f"Input not found: {root}.")
+    return [(found[name], name) for name in sorted(found)]
 
 
 def read_manifest(path: Path) -> list[tuple[str, str]]:
