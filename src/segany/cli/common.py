@@ -40,7 +40,9 @@ def load_model(args: argparse.Namespace) -> Sam:
     from ..build import build_sam
 
     checkpoint = resolve_checkpoint(args)
-    return build_sam(args.model, checkpoint=checkpoint, device=checked_device(args.device), dtype=args.precision)
+    return build_sam(
+        args.model, checkpoint=checkpoint, device=checked_device(args.device), dtype=args.precision
+    )
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> str | Path:

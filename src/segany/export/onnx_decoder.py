@@ -57,17 +57,6 @@ class SamOnnxDecoder(nn.Module):
         self.upscale = upscale
         self.img_size = model.img_size
 
-    def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        prompt_encoder = self.model.prompt_encoder
-        coords = (coords + PIXEL_CENTER_OFFSET) / self.img_size
-        embedding = prompt_encoder.pe_layer.encode_normalized(coords)
-        labels = labels.unsqueeze(-1)
-        padding = (labels == PointLabel.PADDING).to(embedding.dtype)
-        embedding = embedding * (1 - padding) + prompt_encoder.not_a_point_embed.weight * padding
-        for label, learned in enumerate(prompt_encoder.point_embeddings):
-            embedding = embedding + learned.weight * (labels == label).to(embedding.dtype)
-        return embedding
-
     def _embed_mask(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
         prompt_encoder = self.model.prompt_encoder
         dense = prompt_encoder.mask_downscaling(mask_input) * has_mask_input
@@ -90,7 +79,7 @@ class SamOnnxDecoder(nn.Module):
         has_mask_input: torch.Tensor,
         orig_im_size: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        sparse = self._embed_points(point_coords, point_labels)
+        sparse = self.model.prompt_encoder.label_tokens(point_coords + PIXEL_CENTER_OFFSET, point_labels)
         prior = None
         if self.model.prompt_prior == "geometric":
             prior = self._prior(point_coords, point_labels, 4 * image_embeddings.shape[-1])

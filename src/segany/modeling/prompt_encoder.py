@@ -96,11 +96,17 @@ class PromptEncoder(nn.Module):
             )
             points = torch.cat([points, padding_point], dim=1)
             labels = torch.cat([labels, padding_label], dim=1)
+        return self.label_tokens(points, labels)
+
+    def label_tokens(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Tokens of ``B x N x 2`` pixel centres (offset already added) with ``B x N`` labels (any
+        numeric dtype; -1 padding, 0/1 background/foreground, 2/3 box corners) -> ``B x N x embed_dim``.
+        Branch-free, so the ONNX decoder traces this same code."""
         embedding = self.pe_layer.forward_with_coords(points, self.input_image_size)
         is_padding = (labels == PointLabel.PADDING).unsqueeze(-1)
         embedding = torch.where(is_padding, self.not_a_point_embed.weight, embedding)
         for label, learned in enumerate(self.point_embeddings):
-            embedding = embedding + (labels == label).unsqueeze(-1) * learned.weight
+            embedding = embedding + (labels == label).unsqueeze(-1).to(embedding.dtype) * learned.weight
         return embedding
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
