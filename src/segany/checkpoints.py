@@ -60,7 +60,17 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, SamConfig 
     return state_dict, config
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, object], SamConfig | None]:
+class UnreadableSafetensors(ValueError):
+    """A file that is not a readable safetensors file; the message is the reader's reason, one line."""
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the string metadata of the safetensors file ``path`` (on the CPU).
+
+    Raises:
+        UnreadableSafetensors: the file is truncated, corrupt or not safetensors at all (callers say in
+            their own words what the file should have been).
+    """
     from safetensors import safe_open
 
     try:
@@ -68,8 +78,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, object], SamConfig | None]:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises its own error types for every malformed file
+        raise UnreadableSafetensors(_short(exc)) from exc
+    return tensors, dict(metadata)
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, object], SamConfig | None]:
+    try:
+        tensors, metadata = read_safetensors(path)
+    except UnreadableSafetensors as exc:
         raise CheckpointError(
-            f"Checkpoint {path} is truncated or corrupt (not a readable safetensors file: {_short(exc)}); download it again."
+            f"Checkpoint {path} is truncated or corrupt (not a readable safetensors file: {exc}); download it again."
         ) from exc
     config = None
     if CONFIG_METADATA_KEY in metadata:

@@ -155,19 +155,17 @@ def load_tiny_encoder(path: str | os.PathLike[str]) -> TinyTextImageEncoder:
     Raises:
         TextEncoderError: the file is missing, unreadable, or not a segany text encoder.
     """
-    from safetensors import safe_open
+    from ..checkpoints import UnreadableSafetensors, read_safetensors
 
     path = Path(path)
     hint = "train one with `segany train-text-encoder --out FILE` or check the path"
     if not path.is_file():
         raise TextEncoderError(f"Text encoder {path} not found; {hint}.")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises its own error types for every malformed file
+        tensors, metadata = read_safetensors(path)
+    except UnreadableSafetensors as exc:
         raise TextEncoderError(
-            f"Text encoder {path} is not a readable safetensors file ({str(exc).splitlines()[0][:120]}); {hint}."
+            f"Text encoder {path} is not a readable safetensors file ({exc}); {hint}."
         ) from exc
     if METADATA_KEY not in metadata:
         raise TextEncoderError(
