@@ -155,12 +155,7 @@ def two_way_shared_image(
     keys, key_pe = image.keys, image.key_pe
     queries, query_pe = tokens, tokens
     for index, layer in enumerate(transformer.layers):
-        if layer.skip_first_layer_pe:
-            queries = layer.self_attn(q=queries, k=queries, v=queries)
-        else:
-            q = queries + query_pe
-            queries = queries + layer.self_attn(q=q, k=q, v=queries)
-        queries = layer.norm1(queries)
+        queries = layer.attend_tokens(queries, query_pe)
         if index == 0:  # keys are still the shared image: use its precomputed projections
             attn_out = tokens_to_shared_image(
                 layer.cross_attn_token_to_image,

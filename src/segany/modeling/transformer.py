@@ -84,17 +84,23 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Self attention block (the first layer's queries are the prompt tokens themselves,
-        # which already carry their positional encoding)
+    def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
+        """The block's first step, the tokens' self-attention (then ``norm1``): ``B x T x C`` -> same.
+
+        The first layer's queries are the prompt tokens themselves, which already carry their
+        positional encoding, and its attention has no residual.
+        """
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
             q = queries + query_pe
             queries = queries + self.self_attn(q=q, k=q, v=queries)
-        queries = self.norm1(queries)
+        return self.norm1(queries)
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        queries = self.attend_tokens(queries, query_pe)
 
         # Cross attention block, tokens attending to image embedding
         q = queries + query_pe
