@@ -291,6 +291,31 @@ class Mixture(SceneDataset):
         return k, random_index(rng, self.datasets[k])
 
 
+class RandomViews(ABC):
+    """Endless augmented views of random scenes of ``source``: ``views[i]`` is :meth:`view` of a scene
+    drawn with a generator seeded by ``(seed, i, stream)``, so every view is reproducible and views can
+    be drawn in any order or in parallel. Subclasses set ``stream`` (their own random numbers even on
+    the same seed as others) and ``name`` (for errors), and give :meth:`view`."""
+
+    stream: int
+    name: str
+
+    def __init__(self, source: SceneSource, seed: int = 0) -> None:
+        if isinstance(source, Sized) and len(source) == 0:
+            raise DatasetError(f"{self.name}: the dataset is empty; give one with at least one scene.")
+        self.source = source
+        self.seed = seed
+
+    def __getitem__(self, index: int) -> Scene:
+        index = operator.index(index)
+        rng = np.random.default_rng([self.seed, index, self.stream])
+        return self.view(self.source[random_index(rng, self.source)], rng)
+
+    @abstractmethod
+    def view(self, scene: Scene, rng: np.random.Generator) -> Scene:
+        """One view of ``scene``, drawn with ``rng``."""
+
+
 def random_index(rng: np.random.Generator, source: SceneSource) -> int:
     """An index into ``source`` drawn uniformly with ``rng`` (below ``ENDLESS`` if it has no ``len``)."""
     count = len(source) if isinstance(source, Sized) else ENDLESS

@@ -12,15 +12,13 @@ those left with fewer than ``min_pixels`` pixels are dropped. Item ``i`` is a pu
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Sized
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..errors import DatasetError
-from .datasets import SceneSource, random_index
+from .datasets import RandomViews, SceneSource
 from .scale_jitter import kept_masks
 from .synthetic import Scene
 
@@ -45,20 +43,18 @@ class ObjectCropConfig:
             )
 
 
-class ObjectCrops:
+class ObjectCrops(RandomViews):
     """Endless object-centred views of random scenes of ``source`` (``crops[i]`` is reproducible)."""
 
+    stream = OBJECT_CROP_STREAM
+    name = "Object crops"
+
     def __init__(self, source: SceneSource, seed: int = 0, config: ObjectCropConfig | None = None) -> None:
-        if isinstance(source, Sized) and len(source) == 0:
-            raise DatasetError("Object crops need a non-empty dataset.")
-        self.source = source
-        self.seed = seed
+        super().__init__(source, seed)
         self.config = config or ObjectCropConfig()
 
-    def __getitem__(self, index: int) -> Scene:
-        index = operator.index(index)
-        rng = np.random.default_rng([self.seed, index, OBJECT_CROP_STREAM])
-        return crop_around_object(self.source[random_index(rng, self.source)], rng, self.config)
+    def view(self, scene: Scene, rng: np.random.Generator) -> Scene:
+        return crop_around_object(scene, rng, self.config)
 
 
 def crop_around_object(scene: Scene, rng: np.random.Generator, config: ObjectCropConfig) -> Scene:

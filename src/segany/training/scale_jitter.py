@@ -10,15 +10,14 @@ dropped. Item ``i`` is a pure function of ``(seed, i)``.
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..errors import DatasetError
-from .datasets import SceneSource, random_index
+from .datasets import RandomViews, SceneSource
 from .synthetic import Scene
 
 # A stream of its own, so jitter draws differ from those of a source with the same seed.
@@ -41,20 +40,18 @@ class ScaleJitterConfig:
             )
 
 
-class ScaleJitter:
+class ScaleJitter(RandomViews):
     """Endless jittered scenes drawn from ``source`` (random items; ``scenes[i]`` is reproducible)."""
 
+    stream = SCALE_JITTER_STREAM
+    name = "Scale jitter"
+
     def __init__(self, source: SceneSource, seed: int = 0, config: ScaleJitterConfig | None = None) -> None:
-        if isinstance(source, Sized) and len(source) == 0:
-            raise DatasetError("Scale jitter needs a non-empty dataset.")
-        self.source = source
-        self.seed = seed
+        super().__init__(source, seed)
         self.config = config or ScaleJitterConfig()
 
-    def __getitem__(self, index: int) -> Scene:
-        index = operator.index(index)
-        rng = np.random.default_rng([self.seed, index, SCALE_JITTER_STREAM])
-        return jitter_scene(self.source[random_index(rng, self.source)], rng, self.config)
+    def view(self, scene: Scene, rng: np.random.Generator) -> Scene:
+        return jitter_scene(scene, rng, self.config)
 
 
 def jitter_scene(scene: Scene, rng: np.random.Generator, config: ScaleJitterConfig) -> Scene:
