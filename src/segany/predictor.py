@@ -523,7 +523,7 @@ class SamPredictor:
         """
         from .zoom import crop_window, resample_low_res
 
-        coords_t, labels_t, box_t, mask_input = prompts
+        mask_input = prompts[3]
         full = state.original_size
         img_size, grid = self.model.img_size, 4 * state.features.shape[-1]
         coords = labels = None
@@ -538,22 +538,34 @@ class SamPredictor:
                 crop_window(torch.tensor(box_all[b], dtype=torch.float32), full, context, img_size)
                 for b in range(batch)
             ]
-        first = None
-        if box_all is None or None in windows:
-            first = self._decode(
-                state, _paired(coords_t, labels_t), box_t, mask_input, multimask_output, None
+        # The first pass decodes only what needs it: every click prompt (its crop comes from the first
+        # mask) and the boxes too large to zoom (their answer is the first pass's).
+        need = [b for b in range(batch) if box_all is None or windows[b] is None]
+        first: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        if need:
+            index = torch.tensor(need, device=self.device)
+            coords_n, labels_n, box_n, mask_n = (None if t is None else t[index] for t in prompts)
+            low_res, scores = self._decode(
+                state, _paired(coords_n, labels_n), box_n, mask_n, multimask_output, None
             )
-            if box_all is None:
-                assert coords is not None and labels is not None
-                low_res, scores = first
-                for b in range(batch):
-                    best = low_res[b, int(scores[b].argmax())] > self.model.mask_threshold
-                    extent = _low_res_extent(best, full, coords[b], labels[b])
-                    windows[b] = crop_window(extent, full, context, img_size)
+            first = {b: (low_res[i], scores[i]) for i, b in enumerate(need)}
+        if box_all is None:
+            assert coords is not None and labels is not None
+            for b, (low_res_b, scores_b) in first.items():
+                best = low_res_b[int(scores_b.argmax())] > self.model.mask_threshold
+                windows[b] = crop_window(
+                    _low_res_extent(best, full, coords[b], labels[b]), full, context, img_size
+                )
+        rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        rest = [b for b in range(batch) if windows[b] is None]
+        if rest:  # answered by the first pass: upscale what is returned
+            low_res = torch.stack([first[b][0] for b in rest])
+            scores = torch.stack([first[b][1] for b in rest])
+            masks, scores, low_res = self._upscaled(state, low_res, scores, return_logits)
+            if len(rest) == batch:  # nothing zooms: the first pass is the answer, as it is
+                return masks, scores.float(), low_res.float()
+            rows.update((b, (masks[j], scores[j].float(), low_res[j].float())) for j, b in enumerate(rest))
         todo = [b for b, window in enumerate(windows) if window is not None]
-        if not todo:
-            assert first is not None
-            return self._upscaled(state, *first, return_logits)
         if callable(self._image):
             self._image = self._image()  # read now, when a prompt first needs the photo
         image = self._image
@@ -562,7 +574,6 @@ class SamPredictor:
         prepared = [self._prepare(crop, self.model.image_format) for crop in crops]
         tensors = [tensor for tensor, _ in prepared]
         features = self._backend.embed(tensors)
-        rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         fill = -20.0  # background logits where a crop says nothing
         for i, b in enumerate(todo):
             left, top, width, height = windows[b]  # type: ignore[misc]
@@ -601,13 +612,7 @@ class SamPredictor:
                 crop_low, ((left, top), size, img_size, grid), ((0, 0), full, img_size, grid), fill
             )[0]
             rows[b] = (pasted, crop_scores[0].float(), moved)
-        rest = [b for b in range(batch) if b not in rows]
-        if rest:
-            assert first is not None
-            kept = torch.tensor(rest, device=first[0].device)
-            masks, scores, low_res = self._upscaled(state, first[0][kept], first[1][kept], return_logits)
-            rows.update((b, (masks[j], scores[j].float(), low_res[j].float())) for j, b in enumerate(rest))
-        return tuple(torch.stack([rows[b][k] for b in range(batch)]) for k in range(3))  # type: ignore[return-value]
+        return _stacked(rows, batch)
 
     def _upscaled(
         self, state: _ImageState, low_res: torch.Tensor, scores: torch.Tensor, return_logits: bool
@@ -666,6 +671,14 @@ def _paired(
     if (coords is None) != (labels is None):
         raise PromptError("point_coords and point_labels must be given together.")
     return (coords, labels) if coords is not None and labels is not None else None
+
+
+def _stacked(
+    rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], batch: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-prompt ``(masks, scores, low-res logits)`` of prompts ``0..batch-1`` -> the three ``B``-batched."""
+    masks, scores, low_res = (torch.stack([rows[b][k] for b in range(batch)]) for k in range(3))
+    return masks, scores, low_res
 
 
 def _low_res_extent(

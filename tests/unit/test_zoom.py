@@ -90,3 +90,18 @@ def test_clicks_on_a_small_object_zoom_and_take_the_mask_prompt_along() -> None:
         multimask_output=False,
     )
     assert again.shape == (1, *masks.shape[1:])
+
+
+def test_a_batch_of_small_and_large_boxes_answers_each_as_alone() -> None:
+    model = small_model(SMALL.replace(zoom_context=3.0)).eval()
+    predictor = segany.SamPredictor(model)
+    image = sample_image()
+    height, width = image.shape[:2]
+    predictor.set_image(image)
+    boxes = np.array([[20, 20, width - 20, height - 20], [200, 150, 240, 180], [10, 10, width - 10, 120]])
+    masks, scores, low_res = predictor.predict(box=boxes, multimask_output=False)
+    for b, box in enumerate(boxes):  # the large ones in one pass, the small one on its crop
+        alone = predictor.predict(box=box, multimask_output=False)
+        assert np.array_equal(masks[b], alone[0])
+        assert np.allclose(scores[b], alone[1], atol=1e-5)
+        assert np.allclose(low_res[b], alone[2], atol=1e-4)

@@ -132,7 +132,7 @@ class Labeller:
         self.generator = SamAutomaticMaskGenerator.from_config(job.model.build(), config)
         self.writer = job.writer()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.text_encoder = None
+        self.text_encoder: Any = None  # loaded for a job with a phrase
         if job.text is not None:
             from ..text.load import load_text_encoder
 
@@ -147,7 +147,7 @@ class Labeller:
             image = read_item(item, self.job.max_pixels)
             records = self.generator.generate(image)
             scores = None
-            if self.job.text is not None and self.text_encoder is not None:
+            if self.job.text is not None:
                 from ..text.rerank import rank_by_text
 
                 records = rank_by_text(image, records, self.job.text.phrase, self.text_encoder)

@@ -76,8 +76,6 @@ class _PackedMatrix:
         if (
             not _AVAILABLE
             or torch.is_grad_enabled()
-            or torch.jit.is_tracing()
-            or torch.jit.is_scripting()
             or recording()
             or x.device.type != "cpu"
             or weight.device.type != "cpu"
