@@ -81,6 +81,10 @@ def test_train_resume_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
         ('out_dir = "x"\nmodel = "vit_b"\nsteps = 0\n[[data]]\nspec = "synthetic"\n', "steps must be at least 1"),
         ('out_dir = "x"\nmodel = "vit_b"\n[[data]]\nspec = "nowhere/val"\n', "not found"),
         ('out_dir = "x"\nmodel = "vit_b"\nfreeze = ["encoder"]\n[[data]]\nspec = "synthetic"\n', "Cannot freeze"),
+        (
+            'out_dir = "x"\nmodel = "vit_b"\niou_loss_weight = -1\n[[data]]\nspec = "synthetic"\n',
+            "iou_loss_weight must be 0 or more",
+        ),
         ("out_dir = [\n", "not valid"),
     ],
 )

@@ -113,6 +113,21 @@ def test_iou_target_is_detached_from_the_mask_logits() -> None:
     assert parts["iou_mse"] > 0
 
 
+def test_iou_weight_scales_only_the_iou_heads_share() -> None:
+    targets = _square_targets()
+    logits = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    iou_pred = torch.rand(2, 3, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    plain, parts = sam_loss(logits, iou_pred, targets, "bce_dice")
+    heavy, _ = sam_loss(logits, iou_pred, targets, "bce_dice", iou_weight=4.0)
+    torch.testing.assert_close(heavy, parts["mask"] + 4.0 * parts["iou_mse"])
+    torch.testing.assert_close(plain, parts["mask"] + parts["iou_mse"])
+    # The mask logits learn the same either way; the IoU head learns four times as fast.
+    torch.testing.assert_close(torch.autograd.grad(heavy, logits)[0], torch.autograd.grad(plain, logits)[0])
+    torch.testing.assert_close(
+        torch.autograd.grad(heavy, iou_pred)[0], 4.0 * torch.autograd.grad(plain, iou_pred)[0]
+    )
+
+
 def test_sam_loss_rejects_mismatched_targets() -> None:
     with pytest.raises(ValueError, match="B x h x w"):
         sam_loss(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3), torch.zeros(2, 4, 4))

@@ -65,7 +65,11 @@ def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def sam_loss(
-    low_res_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor, mask_loss: str = "focal_dice"
+    low_res_logits: torch.Tensor,
+    iou_pred: torch.Tensor,
+    targets: torch.Tensor,
+    mask_loss: str = "focal_dice",
+    iou_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The paper's loss for one prediction per prompt.
 
@@ -74,8 +78,9 @@ def sam_loss(
         iou_pred: ``B x M`` predicted IoUs.
         targets: ``B x h x w`` ground-truth masks (bool or 0/1), in the frame of the logits.
         mask_loss: ``focal_dice`` (the paper's) or ``bce_dice`` (see ``MASK_LOSSES``).
+        iou_weight: the IoU head's share, ``mask + iou_weight * iou_mse`` (the paper's is 1).
     Returns:
-        the scalar loss ``mask + iou_mse`` (mean over the batch), and detached scalar parts for
+        the scalar loss ``mask + iou_weight * iou_mse`` (mean over the batch), and detached scalar parts for
         logging: ``mask`` (the mask loss of the best candidate), ``focal`` (or ``bce``), ``dice``,
         ``iou_mse`` and ``iou`` (the best candidate's actual IoU).
     """
@@ -114,4 +119,4 @@ def sam_loss(
         "iou_mse": iou_mse.detach(),
         "iou": actual_iou.gather(1, best).mean(),
     }
-    return mask_loss + iou_mse, parts
+    return mask_loss + iou_weight * iou_mse, parts

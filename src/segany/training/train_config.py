@@ -97,6 +97,7 @@ class TrainConfig:
     masks_per_image: int = 64
     max_mask_area: float = 0.9
     mask_loss: str = "focal_dice"  # or "bce_dice" (segany.training.losses.MASK_LOSSES)
+    iou_loss_weight: float = 1.0  # the IoU head's MSE next to the mask loss (the paper's: 1)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     text: TextPromptConfig | None = None  # the [text] section: crop embeddings as first prompts
     # Run.
@@ -126,6 +127,8 @@ class TrainConfig:
             raise TrainConfigError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}.")
         if self.mask_loss not in ("focal_dice", "bce_dice"):
             raise TrainConfigError(f"mask_loss must be focal_dice or bce_dice, got {self.mask_loss!r}.")
+        if self.iou_loss_weight < 0:
+            raise TrainConfigError(f"iou_loss_weight must be 0 or more, got {self.iou_loss_weight}.")
         if not 0 < self.max_mask_area <= 1:
             raise TrainConfigError(f"max_mask_area is a fraction in (0, 1], got {self.max_mask_area}.")
         if self.imagenet_encoder and self.checkpoint is not None:

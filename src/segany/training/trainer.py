@@ -167,7 +167,9 @@ class Trainer:
         set_drop_path(self.model, config.drop_path)
         self.text_encoder = open_text_encoder(config, self.model, self.device)
         text_probability = config.text.probability if config.text is not None else 0.0
-        self.loss = InteractiveLoss(self.model, config.simulation, text_probability, config.mask_loss)
+        self.loss = InteractiveLoss(
+            self.model, config.simulation, text_probability, config.mask_loss, config.iou_loss_weight
+        )
         self.step_module: torch.nn.Module = self.loss
         if self.info.distributed:
             # Some parameters get no gradient in a given step (e.g. the multimask tokens when every
