@@ -74,6 +74,30 @@ def test_train_resume_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert model.img_size == 256
 
 
+def test_a_fine_tuning_run_resumes_on_a_fresh_clone_from_its_progress_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's checkpoint and OUT_DIR live outside the repository; only the progress file is committed."""
+    code, out, _ = run(["train", str(write_config(tmp_path, steps=1))], capsys)
+    assert code == 0, out
+    config = tmp_path / "finetune.toml"
+    text = CONFIG.format(steps=3, mlp=TINY.decoder_mlp_dim).replace('out_dir = "run"', 'out_dir = "run_b"')
+    config.write_text('checkpoint = "run/model.safetensors"\nprogress = "progress.safetensors"\n' + text)
+    code, out, _ = run(["train", str(config), "--steps", "2"], capsys)
+    assert code == 0, out
+    shutil.rmtree(tmp_path / "run")
+    shutil.rmtree(tmp_path / "run_b")  # a fresh clone: neither the checkpoint nor last.pt
+    code, out, err = run(["train", str(config), "--resume"], capsys)
+    assert code == 0 and "Resuming at step 2 of 3" in err, err
+    model = segany.build_sam(checkpoint=tmp_path / "run_b" / "model.safetensors", device="cpu")
+    assert model.config == TINY
+    # Without the progress file the missing checkpoint is one sentence.
+    (tmp_path / "progress.safetensors").unlink()
+    shutil.rmtree(tmp_path / "run_b")
+    code, _, err = run(["train", str(config), "--resume"], capsys)
+    assert code == 1 and "Nothing to resume" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

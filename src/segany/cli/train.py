@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..build import build_sam
     from ..errors import SegAnyError
     from ..training.train_config import load_train_config
     from ..training.trainer import LAST_STATE, Trainer
@@ -62,8 +63,13 @@ def run(args: argparse.Namespace) -> int:
         raise SegAnyError(
             f"Nothing to resume: {state} does not exist" + (f", nor {progress}." if progress else ".")
         )
+    model = None
+    if args.resume and not state.exists() and progress is not None and progress.exists():
+        # The progress file holds the architecture and every weight, so the checkpoint the run started
+        # from need not exist: a fresh clone has only what was committed.
+        model = build_sam(checkpoint=progress, device="cpu")
     try:
-        trainer = Trainer(config, hooks=[progress_hook()])
+        trainer = Trainer(config, model=model, hooks=[progress_hook()])
     except ValueError as exc:  # invalid settings found while building (e.g. an unknown part to freeze)
         raise SegAnyError(str(exc)) from exc
     try:
