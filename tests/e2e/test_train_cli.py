@@ -109,6 +109,10 @@ def test_a_fine_tuning_run_resumes_on_a_fresh_clone_from_its_progress_file(
             'out_dir = "x"\nmodel = "vit_b"\niou_loss_weight = -1\n[[data]]\nspec = "synthetic"\n',
             "iou_loss_weight must be 0 or more",
         ),
+        (
+            'out_dir = "x"\nmodel = "vit_b"\niou_rank_weight = -0.5\n[[data]]\nspec = "synthetic"\n',
+            "iou_rank_weight must be 0 or more",
+        ),
         ("out_dir = [\n", "not valid"),
     ],
 )

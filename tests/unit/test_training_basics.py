@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from segany.training.losses import dice_loss, focal_loss, mask_iou, sam_loss
+from segany.training.losses import dice_loss, focal_loss, iou_rank_loss, mask_iou, sam_loss
 from segany.training.synthetic import SceneConfig, SyntheticScenes, make_scene
 
 
@@ -126,6 +126,34 @@ def test_iou_weight_scales_only_the_iou_heads_share() -> None:
     torch.testing.assert_close(
         torch.autograd.grad(heavy, iou_pred)[0], 4.0 * torch.autograd.grad(plain, iou_pred)[0]
     )
+
+
+def test_rank_loss_teaches_the_order_of_a_prompts_candidates() -> None:
+    actual = torch.tensor([[0.9, 0.5, 0.2], [0.3, 0.6, 0.4]])
+    # Predictions in the wrong order: a step down the gradient raises the best candidate's prediction
+    # above the others, whatever the squared error says.
+    pred = torch.tensor([[0.4, 0.6, 0.5], [0.5, 0.4, 0.45]], requires_grad=True)
+    (grad,) = torch.autograd.grad(iou_rank_loss(pred, actual), pred)
+    stepped = pred.detach() - 0.5 * grad
+    assert (stepped.argmax(dim=1) == actual.argmax(dim=1)).all()
+    # Only the order and the gaps count: a constant per prompt changes nothing, and predictions whose
+    # gaps match the actual ones cost nothing.
+    shifted = pred.detach() + torch.tensor([[0.3], [-0.2]])
+    torch.testing.assert_close(iou_rank_loss(shifted, actual), iou_rank_loss(pred.detach(), actual))
+    assert iou_rank_loss(actual - 0.1, actual) < 1e-6 < iou_rank_loss(pred.detach(), actual)
+    # One candidate per prompt: nothing to rank.
+    assert iou_rank_loss(pred[:, :1], actual[:, :1]) == 0
+
+
+def test_rank_weight_adds_the_ranking_term_to_the_iou_head_only() -> None:
+    targets = _square_targets()
+    logits = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    iou_pred = torch.rand(2, 3, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    plain, parts = sam_loss(logits, iou_pred, targets, "bce_dice")
+    ranked, ranked_parts = sam_loss(logits, iou_pred, targets, "bce_dice", rank_weight=2.0)
+    assert "iou_rank" not in parts and ranked_parts["iou_rank"] > 0
+    torch.testing.assert_close(ranked, plain + 2.0 * ranked_parts["iou_rank"])
+    torch.testing.assert_close(torch.autograd.grad(ranked, logits)[0], torch.autograd.grad(plain, logits)[0])
 
 
 def test_sam_loss_rejects_mismatched_targets() -> None:

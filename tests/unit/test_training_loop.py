@@ -177,6 +177,16 @@ def test_a_run_continues_on_a_fresh_machine_from_its_small_progress_file(tmp_pat
     assert not Trainer(_config(tmp_path / "machine_c"), data=data).resume()
 
 
+def test_the_ranking_term_reaches_the_training_log(tmp_path: Path) -> None:
+    # Every mask starts from a click (box_probability 0), so each first round ranks three candidates.
+    simulation = SimulationConfig(iterations=2, box_probability=0.0)
+    trainer = Trainer(_config(tmp_path, iou_rank_weight=1.0, simulation=simulation), data=FiniteScenes(1))
+    figures = trainer.train_step(0)
+    assert figures["iou_rank"] > 0 and math.isfinite(figures["loss"])
+    plain = Trainer(_config(tmp_path / "plain", simulation=simulation), data=FiniteScenes(1))
+    assert "iou_rank" not in plain.train_step(0)
+
+
 @pytest.mark.slow
 def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
     data = FiniteScenes(1)

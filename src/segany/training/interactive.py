@@ -78,13 +78,15 @@ class InteractiveLoss(nn.Module):
         text_probability: float = 0.0,
         mask_loss: str = "focal_dice",
         iou_weight: float = 1.0,
+        rank_weight: float = 0.0,
     ) -> None:
         """``text_probability``: the chance a mask starts from its crop embedding, when the batch has them.
-        ``mask_loss``, ``iou_weight``: see :func:`~segany.training.losses.sam_loss`."""
+        ``mask_loss``, ``iou_weight``, ``rank_weight``: see :func:`~segany.training.losses.sam_loss`."""
         super().__init__()
         self.model = model
         self.mask_loss = mask_loss
         self.iou_weight = iou_weight
+        self.rank_weight = rank_weight
         self.config = config or SimulationConfig()
         self.text_probability = text_probability
 
@@ -152,7 +154,9 @@ class InteractiveLoss(nn.Module):
                     multimask_output=group.single_point,
                     text=group.text,
                 )
-                loss, parts = sam_loss(logits.float(), iou.float(), targets, self.mask_loss, self.iou_weight)
+                loss, parts = sam_loss(
+                    logits.float(), iou.float(), targets, self.mask_loss, self.iou_weight, self.rank_weight
+                )
                 weight = len(group.index) / count
                 total = total + loss * weight
                 for key, value in parts.items():

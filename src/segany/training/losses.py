@@ -3,7 +3,8 @@
 Masks are supervised with a 20:1 mix of focal and dice loss; with several candidate masks per prompt
 only the candidate with the lowest loss is trained, so each output token can specialise on one reading
 of an ambiguous prompt. The IoU head regresses, with mean squared error, the IoU each candidate
-actually reaches.
+actually reaches. Optionally (``rank_weight``) a listwise ranking term teaches it which of a prompt's
+candidates is best, which is what the predictor's choice among them uses.
 
 Every function takes mask logits ``... x H x W`` and binary targets of the same trailing shape (bool or
 0/1 floats); per-mask functions reduce over the last two dimensions only.
@@ -20,6 +21,8 @@ DICE_WEIGHT = 1.0
 # dice 1:1, which gives foreground pixels their full weight from the first step (a small model trained
 # briefly with the focal mix first learns to predict background everywhere).
 MASK_LOSSES = ("focal_dice", "bce_dice")
+# The softness of the ranking term's candidate distributions: IoU differences of about this size count.
+RANK_TEMPERATURE = 0.1
 
 
 def focal_loss(
@@ -70,6 +73,7 @@ def sam_loss(
     targets: torch.Tensor,
     mask_loss: str = "focal_dice",
     iou_weight: float = 1.0,
+    rank_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The paper's loss for one prediction per prompt.
 
@@ -79,10 +83,13 @@ def sam_loss(
         targets: ``B x h x w`` ground-truth masks (bool or 0/1), in the frame of the logits.
         mask_loss: ``focal_dice`` (the paper's) or ``bce_dice`` (see ``MASK_LOSSES``).
         iou_weight: the IoU head's share, ``mask + iou_weight * iou_mse`` (the paper's is 1).
+        rank_weight: the share of :func:`iou_rank_loss` (0, the paper's, leaves it out); it only acts when
+            ``M > 1``.
     Returns:
-        the scalar loss ``mask + iou_weight * iou_mse`` (mean over the batch), and detached scalar parts for
-        logging: ``mask`` (the mask loss of the best candidate), ``focal`` (or ``bce``), ``dice``,
-        ``iou_mse`` and ``iou`` (the best candidate's actual IoU).
+        the scalar loss ``mask + iou_weight * iou_mse + rank_weight * iou_rank`` (mean over the batch),
+        and detached scalar parts for logging: ``mask`` (the mask loss of the best candidate), ``focal``
+        (or ``bce``), ``dice``, ``iou_mse``, ``iou_rank`` (when ``rank_weight > 0``) and ``iou`` (the best
+        candidate's actual IoU).
     """
     if mask_loss not in MASK_LOSSES:
         raise ValueError(f"mask_loss must be one of {', '.join(MASK_LOSSES)}, got {mask_loss!r}.")
@@ -112,6 +119,7 @@ def sam_loss(
     actual_iou = mask_iou(low_res_logits.detach(), expanded)
     iou_mse = F.mse_loss(iou_pred, actual_iou)
 
+    total = mask_loss + iou_weight * iou_mse
     parts = {
         "mask": mask_loss.detach(),
         pixel_name: pixel.gather(1, best).mean().detach(),
@@ -119,4 +127,26 @@ def sam_loss(
         "iou_mse": iou_mse.detach(),
         "iou": actual_iou.gather(1, best).mean(),
     }
-    return mask_loss + iou_weight * iou_mse, parts
+    if rank_weight > 0:
+        rank = iou_rank_loss(iou_pred, actual_iou)
+        total = total + rank_weight * rank
+        parts["iou_rank"] = rank.detach()
+    return total, parts
+
+
+def iou_rank_loss(
+    iou_pred: torch.Tensor, actual_iou: torch.Tensor, temperature: float = RANK_TEMPERATURE
+) -> torch.Tensor:
+    """Listwise ranking loss of predicted IoUs among each prompt's candidates: ``B x M`` -> scalar.
+
+    The cross-entropy of ``softmax(iou_pred / T)`` against ``softmax(actual_iou / T)``, minus the
+    targets' entropy (so 0 when the predictions' differences match the actual ones). A constant added
+    to a prompt's predictions changes nothing: only their order and gaps are trained, which the
+    squared error leaves to chance when its residuals are larger than the gaps between candidates.
+    0 when ``M == 1``.
+    """
+    if iou_pred.shape[-1] < 2:
+        return iou_pred.new_zeros(())
+    target = torch.softmax(actual_iou.detach() / temperature, dim=-1)
+    log_pred = torch.log_softmax(iou_pred / temperature, dim=-1)
+    return F.kl_div(log_pred, target, reduction="batchmean")

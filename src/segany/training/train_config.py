@@ -98,6 +98,7 @@ class TrainConfig:
     max_mask_area: float = 0.9
     mask_loss: str = "focal_dice"  # or "bce_dice" (segany.training.losses.MASK_LOSSES)
     iou_loss_weight: float = 1.0  # the IoU head's MSE next to the mask loss (the paper's: 1)
+    iou_rank_weight: float = 0.0  # a ranking loss among a click's candidates (losses.iou_rank_loss)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     text: TextPromptConfig | None = None  # the [text] section: crop embeddings as first prompts
     # Run.
@@ -127,8 +128,9 @@ class TrainConfig:
             raise TrainConfigError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}.")
         if self.mask_loss not in ("focal_dice", "bce_dice"):
             raise TrainConfigError(f"mask_loss must be focal_dice or bce_dice, got {self.mask_loss!r}.")
-        if self.iou_loss_weight < 0:
-            raise TrainConfigError(f"iou_loss_weight must be 0 or more, got {self.iou_loss_weight}.")
+        for name in ("iou_loss_weight", "iou_rank_weight"):
+            if getattr(self, name) < 0:
+                raise TrainConfigError(f"{name} must be 0 or more, got {getattr(self, name)}.")
         if not 0 < self.max_mask_area <= 1:
             raise TrainConfigError(f"max_mask_area is a fraction in (0, 1], got {self.max_mask_area}.")
         if self.imagenet_encoder and self.checkpoint is not None:

@@ -168,7 +168,12 @@ class Trainer:
         self.text_encoder = open_text_encoder(config, self.model, self.device)
         text_probability = config.text.probability if config.text is not None else 0.0
         self.loss = InteractiveLoss(
-            self.model, config.simulation, text_probability, config.mask_loss, config.iou_loss_weight
+            self.model,
+            config.simulation,
+            text_probability,
+            config.mask_loss,
+            config.iou_loss_weight,
+            config.iou_rank_weight,
         )
         self.step_module: torch.nn.Module = self.loss
         if self.info.distributed:
