@@ -194,9 +194,10 @@ class ScriptedPredictor:
 def test_click_protocol_feeds_clicks_and_the_best_candidates_logits_back():
     target = rectangle(64, 64, rows=(16, 47), cols=(16, 47))
     predictor = ScriptedPredictor(target)
-    ious = sam_click_ious(predictor, target[None], clicks=4)
+    found = sam_click_ious(predictor, target[None], clicks=4)
     left = (target[:, :32]).sum() / target.sum()
-    assert ious.tolist() == [[pytest.approx(left), 1.0, 1.0, 1.0]]
+    assert found.curves.tolist() == [[pytest.approx(left), 1.0, 1.0, 1.0]]
+    assert found.first_candidates.tolist() == [[0.0, pytest.approx(left), 0.0]]
     first, second = predictor.calls[:2]
     assert first["multi"] and first["mask"] is None
     assert first["coords"].tolist() == [[interior_point(target).tolist()]] and first["labels"].tolist() == [
@@ -207,6 +208,28 @@ def test_click_protocol_feeds_clicks_and_the_best_candidates_logits_back():
     assert second["coords"][0, 1, 0] >= 32  # in the missed right half
     assert np.all(second["mask"] == 1.0)  # the logits of the candidate scored best
     assert len(predictor.calls) == 2  # a mask predicted exactly takes no more clicks
+
+
+class MisjudgingPredictor(ScriptedPredictor):
+    """Scores the empty candidate best, though the second one covers half of the target."""
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
+        masks, scores, logits = super().predict(point_coords, point_labels, box, mask_input, multimask_output)
+        if multimask_output:
+            scores = np.array([[0.9, 0.1, 0.2]] * len(scores))
+        return masks, scores, logits
+
+
+def test_the_oracle_takes_the_best_candidate_the_model_misjudged(scenes):
+    target = rectangle(64, 64, rows=(16, 47), cols=(16, 47))
+    found = sam_click_ious(MisjudgingPredictor(target), target[None], clicks=1)
+    assert found.curves.tolist() == [[0.0]]  # the model's choice: the empty mask
+    assert found.first_candidates.max(axis=1).tolist() == [0.5]  # the oracle's: the left half
+    # Through evaluate(): the oracle is at least the model's own 1-click figure.
+    config = EvalConfig(clicks=1, noc_clicks=0, baselines=False)
+    result = evaluate(SamPredictor(fixture_model()), scenes[:1], config)
+    assert result.sam_click_oracle_miou >= result.sam_click_miou[0]
+    assert result.to_dict()["sam"]["click1_oracle_miou"] == result.sam_click_oracle_miou
 
 
 class DiskPredictor:
@@ -232,7 +255,7 @@ class DiskPredictor:
 
 def test_clicks_land_in_the_errors_so_each_one_helps():
     target = rectangle(48, 64, rows=(8, 39), cols=(8, 55))
-    ious = sam_click_ious(DiskPredictor(target.shape), target[None], clicks=6)[0]
+    ious = sam_click_ious(DiskPredictor(target.shape), target[None], clicks=6).curves[0]
     assert np.all(np.diff(ious) > 0)
 
 
@@ -317,5 +340,12 @@ def test_noc_and_the_generators_recall_are_reported(scenes):
     assert result.automatic_instances > 0 and 0 <= result.automatic_recall <= 1
     assert result.automatic_masks_per_image >= 0
     summary = result.to_dict()
-    assert set(summary["sam"]) == {"box_miou", "click_miou", "noc@85", "noc@90", "box_miou_by_size"}
+    assert set(summary["sam"]) == {
+        "box_miou",
+        "click_miou",
+        "click1_oracle_miou",
+        "noc@85",
+        "noc@90",
+        "box_miou_by_size",
+    }
     assert set(summary["automatic"]) == {"recall", "instances", "masks_per_image"}

@@ -95,6 +95,11 @@ def format_table(result: EvalResult) -> str:
             f"{name} {miou:.3f} ({count})" for name, (miou, count) in result.sam_box_miou_by_size.items()
         )
         lines.append(f"SAM box mIoU by size (masks): {sizes}")
+    if result.sam_click_oracle_miou is not None and result.sam_click_miou:
+        lines.append(
+            f"SAM 1 click: {result.sam_click_miou[0]:.3f} with the candidate it rates best, "
+            f"{result.sam_click_oracle_miou:.3f} with the best of its candidates (oracle)"
+        )
     if result.sam_noc is not None:
         cap = result.config.noc_clicks
         lines.append(

@@ -9,6 +9,8 @@ resolution; each metric is the mean over all masks (SAM paper, section 7.1 and a
   three outputs, keeping the one of highest predicted IoU; each later click corrects the largest error
   region, with all earlier clicks and the previous low-res logits (of the kept mask) as prompts, one
   output. A mask predicted exactly stops taking clicks and keeps its IoU of 1;
+* **1 click, oracle** (SAM paper, figure 9): the first click's best candidate by its true IoU, which
+  measures how much the model's own choice among its candidates (its predicted IoU) loses;
 * **NoC@85 / NoC@90** (RITM, Sofiiuk et al., 2022; SimpleClick): the mean number of clicks, in the same
   protocol, a mask needs to reach IoU 0.85 / 0.90, counted as ``noc_clicks`` (20) when it never does;
 * floors that need no model: the filled box as the mask, the ellipse inscribed in the box, and OpenCV's
@@ -65,6 +67,7 @@ class EvalResult:
     automatic_masks_per_image: float | None = None
     # Box mIoU and mask count per COCO size class (small < 32^2 px <= medium < 96^2 px <= large).
     sam_box_miou_by_size: dict[str, tuple[float, int]] | None = None
+    sam_click_oracle_miou: float | None = None  # 1 click, the best candidate by its true IoU
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: ``images``, ``masks``, ``sam``, ``box_as_mask``, ``grabcut`` (the parts
@@ -72,6 +75,8 @@ class EvalResult:
         summary: dict[str, Any] = {"images": self.images, "masks": self.masks}
         if self.sam_box_miou is not None:
             summary["sam"] = {"box_miou": self.sam_box_miou, "click_miou": list(self.sam_click_miou or ())}
+            if self.sam_click_oracle_miou is not None:
+                summary["sam"]["click1_oracle_miou"] = self.sam_click_oracle_miou
             if self.sam_box_miou_by_size is not None:
                 summary["sam"]["box_miou_by_size"] = {
                     size: {"miou": miou, "masks": count}
@@ -121,19 +126,25 @@ def sam_box_ious(predictor: SamPredictor, targets: np.ndarray, boxes: np.ndarray
     return mask_ious(masks.reshape(targets.shape), targets)
 
 
-def sam_click_ious(predictor: SamPredictor, targets: np.ndarray, clicks: int) -> np.ndarray:
-    """Click-protocol IoUs on the image set in ``predictor``: ``M x H x W`` targets -> ``M x clicks``.
+@dataclass(frozen=True)
+class ClickIous:
+    """The click protocol's IoUs for ``M`` masks."""
 
-    Column ``k`` holds each mask's IoU after ``k + 1`` clicks.
-    """
+    curves: np.ndarray  # M x clicks: column k holds each mask's IoU after k + 1 clicks
+    first_candidates: np.ndarray  # M x K: the IoU of each of the first click's K candidates
+
+
+def sam_click_ious(predictor: SamPredictor, targets: np.ndarray, clicks: int) -> ClickIous:
+    """Click-protocol IoUs on the image set in ``predictor`` for ``M x H x W`` targets."""
     count = len(targets)
     coords = np.stack([interior_point(target) for target in targets])[:, None, :]  # M x 1 x 2
     labels = np.full((count, 1), int(PointLabel.POSITIVE), dtype=np.int64)
     masks, scores, logits = predictor.predict(point_coords=coords, point_labels=labels, multimask_output=True)
+    candidates = np.stack([mask_ious(masks[:, k], targets) for k in range(masks.shape[1])], axis=1)
     best = np.argmax(scores, axis=1)
     current = masks[np.arange(count), best]  # M x H x W
     previous = logits[np.arange(count), best][:, None]  # M x 1 x h x w
-    ious = np.repeat(mask_ious(current, targets)[:, None], clicks, axis=1)
+    ious = np.repeat(candidates[np.arange(count), best][:, None], clicks, axis=1)
     active = np.arange(count)
     for step in range(1, clicks):
         # Masks predicted exactly take no more clicks (their IoU of 1 stands); they get a copy of their
@@ -158,7 +169,7 @@ def sam_click_ious(predictor: SamPredictor, targets: np.ndarray, clicks: int) ->
         )
         current[active], previous[active] = masks[:, 0], low_res
         ious[active, step:] = mask_ious(current[active], targets[active])[:, None]
-    return ious
+    return ClickIous(curves=ious, first_candidates=candidates)
 
 
 def number_of_clicks(ious: np.ndarray, threshold: float) -> np.ndarray:
@@ -256,6 +267,7 @@ def evaluate(
     start = time.perf_counter()
     count = len(scenes) if config.max_images is None else min(len(scenes), config.max_images)
     box_ious, click_ious, floor_ious, grabcut_ious, ellipse_ious = [], [], [], [], []
+    oracle_ious = []
     areas = []
     clicks = max(config.clicks, config.noc_clicks)
     generator = None
@@ -289,7 +301,9 @@ def evaluate(
             for first in range(0, len(targets), config.masks_per_batch):
                 chunk = slice(first, first + config.masks_per_batch)
                 box_ious.append(sam_box_ious(predictor, targets[chunk], boxes[chunk]))
-                click_ious.append(sam_click_ious(predictor, targets[chunk], clicks))
+                found = sam_click_ious(predictor, targets[chunk], clicks)
+                click_ious.append(found.curves)
+                oracle_ious.append(found.first_candidates.max(axis=1))
     masks = sum(len(ious) for ious in (box_ious or floor_ious))
     if masks == 0:
         raise DatasetError(
@@ -314,6 +328,7 @@ def evaluate(
         config=config,
         sam_noc=noc,
         sam_box_miou_by_size=_by_size(box_ious, areas) if predictor is not None else None,
+        sam_click_oracle_miou=_mean(oracle_ious) if predictor is not None else None,
         ellipse_miou=_mean(ellipse_ious) if config.baselines else None,
         automatic_recall=matched / instances if generator is not None and instances else None,
         automatic_instances=instances,
