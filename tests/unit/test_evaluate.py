@@ -225,10 +225,20 @@ def test_the_oracle_takes_the_best_candidate_the_model_misjudged(scenes):
     found = sam_click_ious(MisjudgingPredictor(target), target[None], clicks=1)
     assert found.curves.tolist() == [[0.0]]  # the model's choice: the empty mask
     assert found.first_candidates.max(axis=1).tolist() == [0.5]  # the oracle's: the left half
-    # Through evaluate(): the oracle is at least the model's own 1-click figure.
+    # Through evaluate(), on a real model: the mean over masks of the best candidate's IoU, computed here
+    # from the predictor's own three candidates at each mask's interior-most point.
     config = EvalConfig(clicks=1, noc_clicks=0, baselines=False)
-    result = evaluate(SamPredictor(fixture_model()), scenes[:1], config)
-    assert result.sam_click_oracle_miou >= result.sam_click_miou[0]
+    predictor = SamPredictor(fixture_model())
+    result = evaluate(predictor, scenes[:1], config)
+    targets = select_masks(np.asarray(scenes[0].masks, dtype=bool), config)
+    predictor.set_image(scenes[0].image)
+    best = []
+    for target in targets:
+        masks, _, _ = predictor.predict(
+            point_coords=interior_point(target)[None], point_labels=np.array([1]), multimask_output=True
+        )
+        best.append(max(mask_ious(masks[k][None], target[None])[0] for k in range(len(masks))))
+    assert result.sam_click_oracle_miou == pytest.approx(float(np.mean(best)), abs=1e-6)
     assert result.to_dict()["sam"]["click1_oracle_miou"] == result.sam_click_oracle_miou
 
 
