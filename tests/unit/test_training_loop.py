@@ -187,6 +187,39 @@ def test_the_ranking_term_reaches_the_training_log(tmp_path: Path) -> None:
     assert "iou_rank" not in plain.train_step(0)
 
 
+def test_training_the_iou_head_alone_leaves_every_mask_as_it_was(tmp_path: Path) -> None:
+    # Stage 7's freeze list: all but the IoU head, the IoU token too (the mask tokens attend to it).
+    frozen = (
+        "image_encoder",
+        "prompt_encoder",
+        "mask_decoder.transformer",
+        "mask_decoder.iou_token",
+        "mask_decoder.mask_tokens",
+        "mask_decoder.output_upscaling",
+        "mask_decoder.output_hypernetworks_mlps",
+    )
+    simulation = SimulationConfig(iterations=1, no_point_iterations=0, box_probability=0.0)
+    config = _config(tmp_path, freeze=frozen, iou_rank_weight=1.0, simulation=simulation, drop_path=0.0)
+    trainer = Trainer(config, data=FiniteScenes(1))
+    model = trainer.model
+
+    def decode() -> tuple[torch.Tensor, torch.Tensor]:
+        model.eval()
+        with torch.no_grad():
+            image = torch.rand(1, 3, model.img_size, model.img_size, generator=torch.Generator().manual_seed(0))
+            points = (torch.tensor([[[40.0, 50.0]]]), torch.tensor([[1]]))
+            logits, iou = model.decode(model.embed_images(image), points=points, multimask_output=True)
+        model.train()
+        return logits, iou
+
+    logits_before, iou_before = decode()
+    for step in range(3):
+        trainer.train_step(step)
+    logits_after, iou_after = decode()
+    torch.testing.assert_close(logits_after, logits_before, rtol=0, atol=0)
+    assert not torch.equal(iou_after, iou_before)
+
+
 @pytest.mark.slow
 def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
     data = FiniteScenes(1)
