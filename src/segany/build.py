@@ -15,6 +15,7 @@ from .modeling import (
     EfficientNetLiteEncoder,
     ImageEncoderViT,
     MaskDecoder,
+    MaskScorer,
     PromptEncoder,
     Sam,
     TinyViT,
@@ -93,8 +94,17 @@ def sam_from_config(config: SamConfig) -> Sam:
         for mlp in mask_decoder.output_hypernetworks_mlps:
             nn.init.zeros_(mlp.layers[-1].weight)
             nn.init.zeros_(mlp.layers[-1].bias)
+    mask_scorer = None
+    if config.mask_scorer:
+        mask_scorer = MaskScorer(config.prompt_embed_dim, config.num_multimask_outputs + 1)
     return Sam(
-        image_encoder, prompt_encoder, mask_decoder, config.pixel_mean, config.pixel_std, config=config
+        image_encoder,
+        prompt_encoder,
+        mask_decoder,
+        config.pixel_mean,
+        config.pixel_std,
+        config=config,
+        mask_scorer=mask_scorer,
     )
 
 

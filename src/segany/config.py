@@ -150,6 +150,9 @@ class SamConfig:
     # > 0: SamPredictor.predict gives a prompt on a small object a second pass on a square crop this many
     # times the object's side, zoomed to the input size (segany.zoom); 0 (the official models): one pass.
     zoom_context: float = 0.0
+    # True: each returned mask's predicted IoU is rescored from the mask and the image embedding under it
+    # (segany.modeling.mask_scorer); False (the official models): the IoU token's prediction alone.
+    mask_scorer: bool = False
     # Defaults of the automatic mask generator that fit this model (GeneratorConfig field -> value),
     # for models whose predicted IoU is calibrated on another scale than SAM's; empty: SAM's defaults.
     generator_defaults: tuple[tuple[str, float], ...] = ()

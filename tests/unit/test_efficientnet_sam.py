@@ -129,14 +129,18 @@ def test_the_prior_can_also_be_the_mask_prompt() -> None:
     assert torch.allclose(kept, same, atol=1e-5)
 
 
-@pytest.mark.parametrize("prior_as_mask_prompt", [False, True])
-def test_onnx_graphs_answer_like_torch(tmp_path, prior_as_mask_prompt: bool) -> None:
+@pytest.mark.parametrize("prior_as_mask_prompt, mask_scorer", [(False, False), (True, False), (True, True)])
+def test_onnx_graphs_answer_like_torch(tmp_path, prior_as_mask_prompt: bool, mask_scorer: bool) -> None:
     ort = pytest.importorskip("onnxruntime")
     from segany.export.onnx_export import export_decoder, export_encoder
 
-    model = small_model(SMALL.replace(prior_as_mask_prompt=prior_as_mask_prompt)).eval()
+    config = SMALL.replace(prior_as_mask_prompt=prior_as_mask_prompt, mask_scorer=mask_scorer)
+    model = small_model(config).eval()
     torch.manual_seed(1)
-    for mlp in model.mask_decoder.output_hypernetworks_mlps:  # trained-like heads, not the zero start
+    heads = [*model.mask_decoder.output_hypernetworks_mlps]
+    if model.mask_scorer is not None:
+        heads.append(model.mask_scorer.mlp)
+    for mlp in heads:  # trained-like heads, not the zero start
         torch.nn.init.normal_(mlp.layers[-1].weight, std=0.1)
     export_encoder(model, tmp_path / "encoder.onnx")
     export_decoder(model, tmp_path / "decoder.onnx", return_single_mask=False)

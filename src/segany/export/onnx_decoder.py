@@ -15,7 +15,7 @@ Outputs: ``masks`` (logits at ``H x W``), ``iou_predictions`` and ``low_res_mask
 
 A model with a prompt prior (``SamConfig.prompt_prior``) adds it here as in :meth:`Sam.decode`: the
 ellipse of the box the points labelled 2 and 3 give (when there are such points) and the disks of the
-points labelled 1.
+points labelled 1. A model with a mask scorer (``SamConfig.mask_scorer``) rescores the masks as there.
 """
 
 from __future__ import annotations
@@ -95,6 +95,16 @@ class SamOnnxDecoder(nn.Module):
         )
         if prior is not None:
             masks = masks + prior.to(masks.dtype)
+        scorer = self.model.mask_scorer
+        if scorer is not None:  # as Sam.decode: the single mask and the candidates scored apart
+            count = masks.shape[1]
+            scores = torch.cat(
+                [
+                    scorer(masks[:, :1], image_embeddings, scores[:, :1], range(1)),
+                    scorer(masks[:, 1:], image_embeddings, scores[:, 1:], range(1, count)),
+                ],
+                dim=1,
+            )
         if self.return_single_mask:
             masks, scores = self._select_single(masks, scores, point_coords.shape[1])
         if not self.upscale:

@@ -4,6 +4,7 @@ from .efficientnet_lite import EfficientNetLiteEncoder
 from .image_encoder import ImageEncoderViT
 from .layers import MLP, LayerNorm2d, MLPBlock
 from .mask_decoder import MaskDecoder
+from .mask_scorer import MaskScorer
 from .prompt_encoder import PositionEmbeddingRandom, PromptEncoder
 from .sam import Sam
 from .tiny_vit import TinyViT
@@ -16,6 +17,7 @@ __all__ = [
     "LayerNorm2d",
     "MLPBlock",
     "MaskDecoder",
+    "MaskScorer",
     "PositionEmbeddingRandom",
     "PromptEncoder",
     "Sam",

@@ -20,6 +20,7 @@ from .efficientnet_lite import EfficientNetLiteEncoder
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .mask_resize import resize_exact, resize_fast
+from .mask_scorer import MaskScorer
 from .prompt_encoder import PromptEncoder
 from .prompt_prior import prompt_prior_logits
 from .tiny_vit import TinyViT
@@ -39,8 +40,11 @@ class Sam(nn.Module):
         pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
         pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
         config: SamConfig | None = None,
+        mask_scorer: MaskScorer | None = None,
     ) -> None:
-        """``config``, when given, is the configuration the modules were built from (kept for saving)."""
+        """``config``, when given, is the configuration the modules were built from (kept for saving).
+        ``mask_scorer``: rescores the decoder's masks (``SamConfig.mask_scorer``); None keeps the IoU
+        token's predictions, as the official models do."""
         super().__init__()
         self.config = config
         # Precision the predictor and generator compute in (see segany.runtime.compute_context).
@@ -48,6 +52,7 @@ class Sam(nn.Module):
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
+        self.mask_scorer = mask_scorer
         # Not persistent: official checkpoints do not store them.
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
@@ -129,7 +134,8 @@ class Sam(nn.Module):
         :meth:`MaskDecoder.forward` (masks that cannot pass an IoU filter may be left uncomputed, NaN).
         ``text``: ``B x D`` text or crop embeddings, for a model with a text path. ``image_cache``: a
         dict kept by the caller for one image embedding (a predictor's current image), where the decoder
-        keeps image-only work between calls; used only for prompts without a mask input.
+        keeps image-only work between calls; used only for prompts without a mask input. A model with
+        a mask scorer rescores the returned masks (prior included) and decodes every mask in full.
         """
         prior = None
         if self.prompt_prior == "geometric":
@@ -148,11 +154,15 @@ class Sam(nn.Module):
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
-            min_iou=min_iou,
+            # A scorer's IoU needs the masks: none may be skipped.
+            min_iou=min_iou if self.mask_scorer is None else None,
             image_cache=image_cache if masks is None else None,
         )
         if prior is not None:
             low_res = low_res + prior.to(low_res.dtype)
+        if self.mask_scorer is not None:
+            tokens = range(1, low_res.shape[1] + 1) if multimask_output else range(1)
+            iou = self.mask_scorer(low_res, image_embeddings, iou, tokens)
         return low_res, iou
 
     @property

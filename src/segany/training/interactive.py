@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..modeling import Sam
-from .clicks import error_clicks, new_point_schedule, noisy_boxes, sample_points
+from .clicks import error_clicks, first_clicks, new_point_schedule, noisy_boxes
 from .losses import sam_loss
 from .samples import TrainBatch
 
@@ -37,6 +37,9 @@ class SimulationConfig:
     box_probability: float = 0.5
     box_noise_fraction: float = 0.1
     box_noise_max_px: float = 20.0
+    # Share of first clicks put on the mask's interior-most cell (clicks.interior_cells), where segany
+    # eval puts its first click; the others are drawn uniformly from the mask, as in the paper.
+    interior_first_click: float = 0.0
 
 
 class _Group:
@@ -125,7 +128,7 @@ class InteractiveLoss(nn.Module):
             groups.append(_Group(box_index, boxes))
         if len(point_index):
             group = _Group(point_index, None)
-            first = sample_points(batch.targets[point_index], scale, generator)
+            first = first_clicks(batch.targets[point_index], scale, generator, config.interior_first_click)
             group.add_points(first, torch.ones(len(point_index), dtype=torch.int64, device=device))
             groups.append(group)
         if len(text_index):
