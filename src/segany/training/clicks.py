@@ -4,7 +4,8 @@ The first prompt of a mask is, with equal probability, a foreground point drawn 
 mask or its tight box with noise (each side moved by a normal draw with standard deviation 10% of the
 box side, at most 20 pixels). Later points are drawn uniformly from the error region of the previous
 prediction: positive where the mask was missed (false negative), negative where the prediction spilled
-over (false positive).
+over (false positive). A share of first points may instead sit on the mask's interior-most cell
+(:func:`first_clicks`), where ``segany eval`` clicks first.
 
 Frames: masks here are on the low-resolution grid of the mask decoder's logits (``h x w``, 4x the
 image-embedding grid, covering the padded ``img_size`` square); points and boxes are returned in the
