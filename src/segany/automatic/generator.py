@@ -18,13 +18,13 @@ from torchvision.ops.boxes import box_area
 from ..formats import rle as rle_codec
 from ..images import to_rgb_array
 from ..modeling import Sam
+from ..modeling.mask_scorer import stability_score
 from ..predictor import SamPredictor
 from .grid import build_all_layer_point_grids, generate_crop_boxes
 from .mask_ops import (
     box_near_crop_edge,
     masks_to_boxes,
     remove_small_regions,
-    stability_score,
     uncrop_boxes,
     uncrop_masks,
     uncrop_points,

@@ -1,4 +1,5 @@
-"""Mask operations of the automatic generator: upsampling survivors, stability, boxes, crops, holes.
+"""Mask operations of the automatic generator: upsampling survivors, boxes, crops, holes (the stability
+score is segany.modeling.mask_scorer's).
 
 All masks here are ``N x H x W`` torch tensors; boxes are ``N x 4`` ``XYXY`` with inclusive ``x1, y1``
 (the last foreground column/row, as the official generator reports them).
@@ -10,16 +11,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:
-    """IoU between the masks thresholded at ``threshold + offset`` and ``threshold - offset`` (``N``).
-
-    The first is contained in the second, so the IoU is the ratio of their areas.
-    """
-    inner = (logits > (mask_threshold + offset)).sum(dim=(-1, -2), dtype=torch.int32)
-    outer = (logits > (mask_threshold - offset)).sum(dim=(-1, -2), dtype=torch.int32)
-    return inner / outer
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:

@@ -95,16 +95,8 @@ class SamOnnxDecoder(nn.Module):
         )
         if prior is not None:
             masks = masks + prior.to(masks.dtype)
-        scorer = self.model.mask_scorer
-        if scorer is not None:  # as Sam.decode: the single mask and the candidates scored apart
-            count = masks.shape[1]
-            scores = torch.cat(
-                [
-                    scorer(masks[:, :1], image_embeddings, scores[:, :1], range(1)),
-                    scorer(masks[:, 1:], image_embeddings, scores[:, 1:], range(1, count)),
-                ],
-                dim=1,
-            )
+        if self.model.mask_scorer is not None:  # every mask token's mask, as Sam.decode scores them
+            scores = self.model.mask_scorer(masks, image_embeddings, scores, range(masks.shape[1]))
         if self.return_single_mask:
             masks, scores = self._select_single(masks, scores, point_coords.shape[1])
         if not self.upscale:

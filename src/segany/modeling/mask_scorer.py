@@ -29,6 +29,17 @@ NUM_STATISTICS = 7
 STABILITY_OFFSET = 1.0
 
 
+def stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:
+    """SAM's stability score of ``... x H x W`` logits (``...``): the IoU between the masks thresholded at
+    ``mask_threshold + offset`` and ``mask_threshold - offset``.
+
+    The first is contained in the second, so the IoU is the ratio of their areas (NaN when both are empty).
+    """
+    inner = (logits > (mask_threshold + offset)).sum(dim=(-1, -2), dtype=torch.int32)
+    outer = (logits > (mask_threshold - offset)).sum(dim=(-1, -2), dtype=torch.int32)
+    return inner / outer
+
+
 class MaskScorer(nn.Module):
     """Predicted IoU ``B x M`` of the ``M`` masks a prompt gets, from the masks and the image embedding."""
 
@@ -56,15 +67,29 @@ class MaskScorer(nn.Module):
             image_embeddings: ``1 x C x h x w`` (shared by the prompts) or ``B x C x h x w``; ``L`` is a
                 multiple of ``h``.
             token_iou: ``B x M`` the decoder's IoU-token predictions for these masks.
-            tokens: the ``M`` mask-token indices the masks come from (``[0]`` or ``[1, 2, 3]`` for SAM).
+            tokens: the ``M`` mask-token indices the masks come from, in increasing order (``[0]``,
+                ``[1, 2, 3]`` or all four for SAM). The single-mask output (token 0) and the multimask
+                candidates are judged apart: a candidate is compared with the other candidates only.
         Returns:
             ``B x M`` predicted IoUs.
         """
+        tokens = list(tokens)
+        if tokens[0] == 0 and len(tokens) > 1:
+            single = self._score(logits[:, :1], image_embeddings, token_iou[:, :1], tokens[:1])
+            candidates = self._score(logits[:, 1:], image_embeddings, token_iou[:, 1:], tokens[1:])
+            return torch.cat([single, candidates], dim=1)
+        return self._score(logits, image_embeddings, token_iou, tokens)
+
+    def _score(
+        self, logits: torch.Tensor, image_embeddings: torch.Tensor, token_iou: torch.Tensor, tokens: list[int]
+    ) -> torch.Tensor:
+        """:meth:`forward` for masks of one group (the single mask, or candidates)."""
         logits = logits.detach().float()
         batch = logits.shape[0]
         embeddings = image_embeddings.float().expand(batch, -1, -1, -1)
         factor = logits.shape[-1] // embeddings.shape[-1]
-        inside = F.avg_pool2d(torch.sigmoid(logits), factor)  # B x M x h x w, soft mask on the grid
+        probability = torch.sigmoid(logits)
+        inside = F.avg_pool2d(probability, factor)  # B x M x h x w, soft mask on the grid
         outside = 1 - inside
         pooled_in = torch.einsum("bmhw,bchw->bmc", inside, embeddings) / (
             inside.sum((-2, -1))[..., None] + 1e-3
@@ -73,25 +98,21 @@ class MaskScorer(nn.Module):
             outside.sum((-2, -1))[..., None] + 1e-3
         )
         pooled = self.norm(torch.cat([pooled_in, pooled_out], dim=-1))
-        one_hot = torch.eye(self.num_mask_tokens, device=logits.device, dtype=pooled.dtype)[list(tokens)]
-        features = torch.cat(
-            [pooled, self.statistics(logits, token_iou.float()), one_hot.expand(batch, -1, -1)], dim=-1
-        )
+        one_hot = torch.eye(self.num_mask_tokens, device=logits.device, dtype=pooled.dtype)[tokens]
+        statistics = self.statistics(logits, probability, token_iou.float())
+        features = torch.cat([pooled, statistics, one_hot.expand(batch, -1, -1)], dim=-1)
         correction = self.mlp(features)[..., 0]
         return (token_iou.float() + correction).to(token_iou.dtype)
 
     @staticmethod
-    def statistics(logits: torch.Tensor, token_iou: torch.Tensor) -> torch.Tensor:
-        """``B x M x L x L`` logits and ``B x M`` token IoUs -> ``B x M x NUM_STATISTICS`` features:
+    def statistics(logits: torch.Tensor, probability: torch.Tensor, token_iou: torch.Tensor) -> torch.Tensor:
+        """``B x M x L x L`` logits, their sigmoid and ``B x M`` token IoUs -> ``B x M x NUM_STATISTICS``:
         the square root of the mask's area share, its stability score, its mean confidence inside, the
         square root of its soft area, its area over the largest candidate's, the token IoU and the token
         IoU less the best of the prompt's candidates."""
         positive = (logits > 0).float()
         area = positive.mean((-2, -1))
-        strict = (logits > STABILITY_OFFSET).float().sum((-2, -1))
-        loose = (logits > -STABILITY_OFFSET).float().sum((-2, -1))
-        stability = strict / loose.clamp(min=1)
-        probability = torch.sigmoid(logits)
+        stability = torch.nan_to_num(stability_score(logits, 0.0, STABILITY_OFFSET), nan=0.0)
         confidence = (probability * positive).sum((-2, -1)) / positive.sum((-2, -1)).clamp(min=1)
         soft_area = probability.mean((-2, -1))
         relative = area / area.amax(dim=1, keepdim=True).clamp(min=1e-6)
