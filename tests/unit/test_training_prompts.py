@@ -68,6 +68,29 @@ def test_error_clicks_on_a_mixed_error_take_the_label_of_the_pixel() -> None:
     assert 0.4 < np.mean(labels) < 0.6, "the two error parts have equal area"
 
 
+def test_interior_corrective_clicks_go_where_segany_eval_clicks() -> None:
+    """With ``interior_share = 1`` every click lands on the deepest cells of the deepest error region."""
+    target = torch.zeros(2, 16, 16, dtype=torch.bool)
+    target[:, 2:14, 2:14] = True
+    predicted = target.clone()
+    predicted[0, 2:14, 2:6] = False  # a 12 x 4 miss (depth 1) ...
+    predicted[0, 0:1, 0:16] = True  # ... beats a one-cell-thin spill (depth 0)
+    predicted[1] = False
+    predicted[1, 2:4, 2:4] = True  # nearly all missed: the click goes to the middle of the rest
+    predicted[1, 0:16, 15:16] = True
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(30):
+        points, labels = error_clicks(predicted, target, SCALE, generator, interior_share=1.0)
+        (x0, y0), (x1, y1) = _cells(points).tolist()
+        assert labels.tolist() == [1, 1]
+        assert x0 in (3, 4) and 3 <= y0 <= 12, "the miss's two middle columns"
+        assert 6 <= x1 <= 9 and 6 <= y1 <= 9, "the middle of the big miss"
+    uniform = {
+        tuple(_cells(error_clicks(predicted, target, SCALE, generator)[0])[0].tolist()) for _ in range(200)
+    }
+    assert any(y == 0 for _, y in uniform), "without the share, clicks also fall on the thin spill"
+
+
 def test_box_noise_stays_within_ten_percent_std_and_twenty_pixels() -> None:
     generator = torch.Generator().manual_seed(3)
     small = torch.tensor([[100.0, 100.0, 140.0, 120.0]]).repeat(4000, 1)  # sides 40 x 20
@@ -132,7 +155,9 @@ def test_prepared_sample_has_resized_image_boxes_and_low_res_targets() -> None:
     sample = prepare_sample(Scene(image, masks), 256, 64, MaskFilter(), np.random.default_rng(0))
     assert sample.image.shape == (3, 128, 256)
     assert sample.targets.shape == (1, 64, 64)
-    assert sample.boxes.tolist() == [[pytest.approx(51.2), pytest.approx(25.6), pytest.approx(152.32), pytest.approx(75.52)]]
+    assert sample.boxes.tolist() == [
+        [pytest.approx(51.2), pytest.approx(25.6), pytest.approx(152.32), pytest.approx(75.52)]
+    ]
     rows, cols = torch.nonzero(sample.targets[0], as_tuple=True)
     # 1.28 input pixels per original pixel, 4 per cell: rows 20-60 -> cells 6.4-19.2, cols 40-120 -> 12.8-38.4
     assert rows.min() == 6 and rows.max() == 18 and cols.min() == 13 and cols.max() == 37

@@ -5,7 +5,8 @@ mask or its tight box with noise (each side moved by a normal draw with standard
 box side, at most 20 pixels). Later points are drawn uniformly from the error region of the previous
 prediction: positive where the mask was missed (false negative), negative where the prediction spilled
 over (false positive). A share of first points may instead sit on the mask's interior-most cell
-(:func:`first_clicks`), where ``segany eval`` clicks first.
+(:func:`first_clicks`), where ``segany eval`` clicks first, and a share of later points on the
+interior-most cell of the deepest error region (:func:`error_clicks`), where its next clicks go.
 
 Frames: masks here are on the low-resolution grid of the mask decoder's logits (``h x w``, 4x the
 image-embedding grid, covering the padded ``img_size`` square); points and boxes are returned in the
@@ -45,15 +46,23 @@ def interior_cells(region: torch.Tensor) -> torch.Tensor:
     counts as outside): those farthest from the background in chessboard distance, the grid's version
     of the interior-most point ``segany eval`` puts a first click on. An empty region stays empty.
     """
+    return _deepest_cells(region)[0]
+
+
+def _deepest_cells(region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`interior_cells` of ``B x h x w`` bool regions and their depths, ``B`` int64: how many
+    erosions the region survives (0 for a region one cell thin, -1 for an empty one)."""
     current = region[:, None].float()
     last = current
+    depth = torch.where(region.flatten(1).any(dim=1), 0, -1)
     for _ in range((max(region.shape[-2:]) + 1) // 2):
         current = -F.max_pool2d(-F.pad(current, (1, 1, 1, 1)), 3, stride=1)
         alive = current.flatten(1).any(dim=1)
         if not alive.any():
             break
         last = torch.where(alive[:, None, None, None], current, last)
-    return last[:, 0] > 0
+        depth = depth + alive.long()
+    return last[:, 0] > 0, depth
 
 
 def first_clicks(
@@ -73,9 +82,18 @@ def first_clicks(
 
 
 def error_clicks(
-    predicted: torch.Tensor, target: torch.Tensor, scale: float, generator: torch.Generator
+    predicted: torch.Tensor,
+    target: torch.Tensor,
+    scale: float,
+    generator: torch.Generator,
+    interior_share: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The next corrective click for each mask, drawn uniformly from its error region.
+
+    With probability ``interior_share`` a mask's click goes instead where ``segany eval`` puts it (the
+    RITM protocol): on the interior-most cells of the deepest error region, the misses when they lie
+    at least as deep as the spills (:func:`interior_cells`). With ``interior_share = 0`` no extra
+    random numbers are drawn.
 
     Args:
         predicted: ``B x h x w`` bool, the previous prediction.
@@ -89,6 +107,12 @@ def error_clicks(
     error = predicted ^ target
     perfect = ~error.flatten(1).any(dim=1)
     region = torch.where(perfect[:, None, None], target, error)
+    if interior_share > 0:
+        deep = torch.rand(len(target), generator=generator, device=target.device) < interior_share
+        missed, missed_depth = _deepest_cells(target & ~predicted)
+        spilled, spilled_depth = _deepest_cells(predicted & ~target)
+        deepest = torch.where((missed_depth >= spilled_depth)[:, None, None], missed, spilled)
+        region = torch.where((deep & ~perfect)[:, None, None], deepest, region)
     points = sample_points(region, scale, generator)
     cells = (points / scale).floor().long()
     width = target.shape[-1]

@@ -40,6 +40,10 @@ class SimulationConfig:
     # Share of first clicks put on the mask's interior-most cell (clicks.interior_cells), where segany
     # eval puts its first click; the others are drawn uniformly from the mask, as in the paper.
     interior_first_click: float = 0.0
+    # Share of corrective clicks put on the interior-most cell of the deepest error region
+    # (clicks.error_clicks), where segany eval puts its next clicks; the others drawn uniformly from
+    # the error region, as in the paper.
+    interior_corrective_click: float = 0.0
 
 
 class _Group:
@@ -144,7 +148,9 @@ class InteractiveLoss(nn.Module):
                 if round_index > 0 and schedule[round_index - 1]:
                     assert group.previous is not None
                     predicted = group.previous & batch.valid[group.index]
-                    coords, labels = error_clicks(predicted, targets, scale, generator)
+                    coords, labels = error_clicks(
+                        predicted, targets, scale, generator, config.interior_corrective_click
+                    )
                     group.add_points(coords, labels)
                 points = None
                 if group.coords is not None and group.labels is not None:
