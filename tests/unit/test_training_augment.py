@@ -89,3 +89,36 @@ def test_object_crops_centre_an_object_at_the_drawn_context() -> None:
     assert np.array_equal(crops[5].image, crops[5].image) and not np.array_equal(crops[5].image, crops[6].image)
     with pytest.raises(DatasetError, match="1 <= min_context <= max_context"):
         ObjectCropConfig(min_context=3.0, max_context=2.0)
+
+
+def test_flip_mirrors_scenes_before_their_view_and_zero_keeps_old_views() -> None:
+    from segany.training.object_crops import ObjectCropConfig, ObjectCrops
+    from segany.training.train_config import DataSource, TrainConfigError
+
+    scene = _red_rectangle_scene()  # the object spans columns 10-49 of 80
+    config = ScaleJitterConfig(size=80, min_scale=1.0, max_scale=1.0, min_pixels=5)
+    plain, always = ScaleJitter([scene], seed=2, config=config), ScaleJitter([scene], seed=2, config=config, flip=1.0)
+    sides = set()
+    for index in range(6):
+        cols = np.nonzero(always[index].masks[0].any(axis=0))[0]
+        assert (cols.min(), cols.max()) == (30, 69)  # mirrored: column x moved to 79 - x
+        assert (always[index].image[always[index].masks[0]] == (255, 0, 0)).all()
+        assert np.array_equal(plain[index].masks, jitter_scene(scene, _view_rng(2, index), config).masks)
+    ramp = Scene(scene.image.copy(), scene.masks)
+    ramp.image[..., 1] = np.arange(80, dtype=np.uint8)[None, :] * 3  # green grows to the right
+    crops = ObjectCrops([ramp], seed=4, config=ObjectCropConfig(size=64), flip=0.5)
+    for index in range(40):
+        green = crops[index].image[:5, :20, 1].astype(int)  # a patch that is always inside the image
+        sides.add(int(np.sign(green[:, -1] - green[:, 0]).mean()))
+    assert sides == {-1, 1}, "a flip of 0.5 should give views both ways round"
+    with pytest.raises(DatasetError, match="flip"):
+        ScaleJitter([scene], flip=1.5)
+    with pytest.raises(TrainConfigError, match="scale_jitter or object_crops"):
+        DataSource("synthetic", flip=0.5)
+
+
+def _view_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator a view draws with after picking its scene from a one-scene source."""
+    rng = np.random.default_rng([seed, index, ScaleJitter.stream])
+    rng.integers(1)
+    return rng

@@ -10,6 +10,7 @@ only when an item is asked for, and slicing gives a lazy view. Masks from real a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import operator
 import re
@@ -295,25 +296,42 @@ class RandomViews(ABC):
     """Endless augmented views of random scenes of ``source``: ``views[i]`` is :meth:`view` of a scene
     drawn with a generator seeded by ``(seed, i, stream)``, so every view is reproducible and views can
     be drawn in any order or in parallel. Subclasses set ``stream`` (their own random numbers even on
-    the same seed as others) and ``name`` (for errors), and give :meth:`view`."""
+    the same seed as others) and ``name`` (for errors), and give :meth:`view`.
+
+    ``flip``: the probability that the scene is mirrored left to right (image and masks) before its
+    view is taken. At 0 no number is drawn for it, so views stay those of the same seed without it.
+    """
 
     stream: int
     name: str
 
-    def __init__(self, source: SceneSource, seed: int = 0) -> None:
+    def __init__(self, source: SceneSource, seed: int = 0, flip: float = 0.0) -> None:
         if isinstance(source, Sized) and len(source) == 0:
             raise DatasetError(f"{self.name}: the dataset is empty; give one with at least one scene.")
+        if not 0.0 <= flip <= 1.0:
+            raise DatasetError(f"{self.name}: flip is a probability and must lie in [0, 1], got {flip}.")
         self.source = source
         self.seed = seed
+        self.flip = flip
 
     def __getitem__(self, index: int) -> Scene:
         index = operator.index(index)
         rng = np.random.default_rng([self.seed, index, self.stream])
-        return self.view(self.source[random_index(rng, self.source)], rng)
+        scene = self.source[random_index(rng, self.source)]
+        if self.flip > 0 and rng.random() < self.flip:
+            scene = mirrored(scene)
+        return self.view(scene, rng)
 
     @abstractmethod
     def view(self, scene: Scene, rng: np.random.Generator) -> Scene:
         """One view of ``scene``, drawn with ``rng``."""
+
+
+def mirrored(scene: Scene) -> Scene:
+    """``scene`` mirrored left to right: column ``x`` of its image and masks moves to ``W - 1 - x`` (other
+    fields, such as a labelled scene's names, are kept)."""
+    image, masks = scene.image[:, ::-1], scene.masks[:, :, ::-1]
+    return dataclasses.replace(scene, image=np.ascontiguousarray(image), masks=np.ascontiguousarray(masks))
 
 
 def random_index(rng: np.random.Generator, source: SceneSource) -> int:

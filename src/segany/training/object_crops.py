@@ -49,8 +49,10 @@ class ObjectCrops(RandomViews):
     stream = OBJECT_CROP_STREAM
     name = "Object crops"
 
-    def __init__(self, source: SceneSource, seed: int = 0, config: ObjectCropConfig | None = None) -> None:
-        super().__init__(source, seed)
+    def __init__(
+        self, source: SceneSource, seed: int = 0, config: ObjectCropConfig | None = None, flip: float = 0.0
+    ) -> None:
+        super().__init__(source, seed, flip)
         self.config = config or ObjectCropConfig()
 
     def view(self, scene: Scene, rng: np.random.Generator) -> Scene:

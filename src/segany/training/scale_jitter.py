@@ -46,8 +46,10 @@ class ScaleJitter(RandomViews):
     stream = SCALE_JITTER_STREAM
     name = "Scale jitter"
 
-    def __init__(self, source: SceneSource, seed: int = 0, config: ScaleJitterConfig | None = None) -> None:
-        super().__init__(source, seed)
+    def __init__(
+        self, source: SceneSource, seed: int = 0, config: ScaleJitterConfig | None = None, flip: float = 0.0
+    ) -> None:
+        super().__init__(source, seed, flip)
         self.config = config or ScaleJitterConfig()
 
     def view(self, scene: Scene, rng: np.random.Generator) -> Scene:

@@ -54,7 +54,8 @@ class DataSource:
     rotation, flip and colour jitter, giving endless new scenes. ``scale_jitter`` (``true`` or a table of
     ``ScaleJitterConfig`` fields): large-scale jitter of the scenes, applied last. ``object_crops``
     (``true`` or a table of ``ObjectCropConfig`` fields): object-centred views instead, as the zoom-in
-    pass of a model with ``zoom_context`` sees them.
+    pass of a model with ``zoom_context`` sees them. ``flip``: the probability that a scene is mirrored
+    left to right before its scale jitter or object crop (it needs one of them).
     """
 
     spec: str
@@ -63,6 +64,16 @@ class DataSource:
     backgrounds: str | None = None
     scale_jitter: bool | dict[str, Any] = False
     object_crops: bool | dict[str, Any] = False
+    flip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.flip, bool) or not isinstance(self.flip, (int, float)) or not 0 <= self.flip <= 1:
+            raise TrainConfigError(f"flip for {self.spec} is a probability in [0, 1], got {self.flip!r}.")
+        if self.flip and not (self.scale_jitter or self.object_crops):
+            raise TrainConfigError(
+                f"flip for {self.spec} mirrors scenes before their scale jitter or object crop; "
+                "add scale_jitter or object_crops to that [[data]] entry."
+            )
 
 
 @dataclass(frozen=True)

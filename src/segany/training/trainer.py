@@ -134,10 +134,11 @@ def open_training_data(config: TrainConfig) -> Sequence[Scene]:
             dataset = CopyPaste(dataset, backgrounds, seed=config.seed, config=CopyPasteConfig(**options))
         if source.scale_jitter:
             options = source.scale_jitter if isinstance(source.scale_jitter, dict) else {}
-            dataset = ScaleJitter(dataset, seed=config.seed, config=ScaleJitterConfig(**options))
+            flip = 0.0 if source.object_crops else source.flip  # mirrored once, by the outermost view
+            dataset = ScaleJitter(dataset, seed=config.seed, config=ScaleJitterConfig(**options), flip=flip)
         if source.object_crops:
             options = source.object_crops if isinstance(source.object_crops, dict) else {}
-            dataset = ObjectCrops(dataset, seed=config.seed, config=ObjectCropConfig(**options))
+            dataset = ObjectCrops(dataset, seed=config.seed, config=ObjectCropConfig(**options), flip=source.flip)
         datasets.append(dataset)
     first = config.data[0]
     plain = not (first.copy_paste or first.scale_jitter or first.object_crops)
