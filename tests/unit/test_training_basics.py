@@ -159,3 +159,18 @@ def test_rank_weight_adds_the_ranking_term_to_the_iou_head_only() -> None:
 def test_sam_loss_rejects_mismatched_targets() -> None:
     with pytest.raises(ValueError, match="B x h x w"):
         sam_loss(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3), torch.zeros(2, 4, 4))
+
+
+def test_soft_targets_teach_the_share_of_a_cell_and_count_it_by_half_in_the_iou() -> None:
+    shares = torch.tensor([[[0.0, 0.25, 0.75, 1.0]]])  # 1 x 1 x 4: one row of cells across an edge
+    logits = torch.zeros(1, 1, 1, 4, requires_grad=True)
+    loss, _ = sam_loss(logits, torch.zeros(1, 1), shares, mask_loss="bce_dice", iou_weight=0.0)
+    loss.backward()
+    assert logits.grad is not None
+    # Cross-entropy pulls each logit towards the log-odds of its share: down for a quarter, up for three.
+    assert logits.grad[0, 0, 0, 1] > 0 > logits.grad[0, 0, 0, 2]
+    hard = torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])
+    guess = torch.tensor([[[[-1.0, 1.0, 1.0, 1.0]]]])
+    assert (
+        mask_iou(guess, shares).item() == pytest.approx(mask_iou(guess, hard).item()) == pytest.approx(2 / 3)
+    )

@@ -13,7 +13,7 @@ from segany.training.interactive import SimulationConfig
 from segany.training.losses import dice_loss, focal_loss, sam_loss
 from segany.training.optim import WarmupStepDecay, parameter_groups
 from segany.training.synthetic import Scene, SyntheticScenes
-from segany.training.train_config import DataSource, TrainConfig, load_train_config
+from segany.training.train_config import DataSource, TrainConfig, TrainConfigError, load_train_config
 from segany.training.trainer import FINAL_WEIGHTS, LAST_STATE, Trainer
 from support import TINY
 
@@ -185,6 +185,20 @@ def test_the_ranking_term_reaches_the_training_log(tmp_path: Path) -> None:
     assert figures["iou_rank"] > 0 and math.isfinite(figures["loss"])
     plain = Trainer(_config(tmp_path / "plain", simulation=simulation), data=FiniteScenes(1))
     assert "iou_rank" not in plain.train_step(0)
+
+
+def test_soft_targets_reach_the_mask_loss_and_only_it(tmp_path: Path) -> None:
+    soft = Trainer(_config(tmp_path, soft_targets=True, mask_loss="bce_dice"), data=FiniteScenes(2))
+    batch = soft.batches.get(0, 0)
+    assert batch.coverage is not None and torch.equal(batch.coverage >= 0.5, batch.targets)
+    assert ((batch.coverage > 0) & (batch.coverage < 1)).any(), "shapes' edges cut some cells"
+    hard = Trainer(_config(tmp_path / "hard", mask_loss="bce_dice"), data=FiniteScenes(2))
+    assert hard.batches.get(0, 0).coverage is None
+    # The same weights, batch and draws: only the mask loss's target differs.
+    soft_figures, hard_figures = soft.train_step(0), hard.train_step(0)
+    assert math.isfinite(soft_figures["loss"]) and soft_figures["bce"] != hard_figures["bce"]
+    with pytest.raises(TrainConfigError, match="soft_targets must be bool"):
+        _config(tmp_path, soft_targets="yes")
 
 
 def test_training_the_iou_head_alone_leaves_every_mask_as_it_was(tmp_path: Path) -> None:

@@ -164,3 +164,21 @@ def test_prepared_sample_has_resized_image_boxes_and_low_res_targets() -> None:
     batch = collate([sample, sample], 256, 64)
     assert batch.owner.tolist() == [0, 1]
     assert batch.valid[0, :32].all() and not batch.valid[0, 32:].any()
+
+
+def test_coverage_holds_each_cells_covered_share_and_thresholds_to_the_targets() -> None:
+    image = np.zeros((256, 256, 3), np.uint8)
+    masks = np.zeros((1, 256, 256), dtype=bool)
+    masks[0, 8:40, 8:27] = True  # 4 pixels per cell (256 px input, 64 cells): columns 2-6.75
+    rng = np.random.default_rng(0)
+    plain = prepare_sample(Scene(image, masks), 256, 64, MaskFilter(), rng)
+    assert plain.coverage is None
+    sample = prepare_sample(Scene(image, masks), 256, 64, MaskFilter(), rng, coverage=True)
+    assert sample.coverage is not None and sample.coverage.shape == (1, 64, 64)
+    assert torch.equal(sample.coverage >= 0.5, sample.targets) and torch.equal(sample.targets, plain.targets)
+    row = sample.coverage[0, 5].float()  # a row inside the mask: full cells, then the cut one
+    assert row[2:6].tolist() == [1.0, 1.0, 1.0, 1.0] and row[6].item() == pytest.approx(0.75, abs=1e-3)
+    assert row[7:].eq(0).all() and row[:2].eq(0).all()
+    batch = collate([sample, sample], 256, 64)
+    assert batch.coverage is not None and torch.equal(batch.coverage[1], sample.coverage[0])
+    assert collate([sample, plain], 256, 64).coverage is None

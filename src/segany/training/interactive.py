@@ -163,8 +163,11 @@ class InteractiveLoss(nn.Module):
                     multimask_output=group.single_point,
                     text=group.text,
                 )
+                # The mask loss sees each cell's covered share when the batch has them; clicks, the
+                # previous masks and the IoU head's target use the thresholded targets.
+                truth = targets if batch.coverage is None else batch.coverage[group.index]
                 loss, parts = sam_loss(
-                    logits.float(), iou.float(), targets, self.mask_loss, self.iou_weight, self.rank_weight
+                    logits.float(), iou.float(), truth, self.mask_loss, self.iou_weight, self.rank_weight
                 )
                 weight = len(group.index) / count
                 total = total + loss * weight

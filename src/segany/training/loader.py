@@ -36,8 +36,10 @@ class StepBatches:
         low_res: int,
         mask_filter: MaskFilter,
         crop_size: int | None = None,
+        coverage: bool = False,
     ) -> None:
-        """``crop_size``: also crop each mask for a text-image encoder (see :func:`prepare_sample`)."""
+        """``crop_size``: also crop each mask for a text-image encoder; ``coverage``: also keep each
+        low-res cell's covered share (both: see :func:`prepare_sample`)."""
         if len(dataset) == 0:
             raise ValueError("The training data is empty.")
         self.dataset = dataset
@@ -49,6 +51,7 @@ class StepBatches:
         self.low_res = low_res
         self.mask_filter = mask_filter
         self.crop_size = crop_size
+        self.coverage = coverage
         self._epoch: tuple[int, np.ndarray] | None = None
 
     def get(self, step: int, micro: int) -> TrainBatch:
@@ -70,7 +73,13 @@ class StepBatches:
         for attempt in range(_REDRAWS):
             rng = np.random.default_rng([self.seed, counter, attempt])
             sample = prepare_sample(
-                self.dataset[index], self.img_size, self.low_res, self.mask_filter, rng, self.crop_size
+                self.dataset[index],
+                self.img_size,
+                self.low_res,
+                self.mask_filter,
+                rng,
+                self.crop_size,
+                self.coverage,
             )
             if len(sample.targets):
                 return sample

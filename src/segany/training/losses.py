@@ -6,8 +6,9 @@ of an ambiguous prompt. The IoU head regresses, with mean squared error, the IoU
 actually reaches. Optionally (``rank_weight``) a listwise ranking term teaches it which of a prompt's
 candidates is best, which is what the predictor's choice among them uses.
 
-Every function takes mask logits ``... x H x W`` and binary targets of the same trailing shape (bool or
-0/1 floats); per-mask functions reduce over the last two dimensions only.
+Every function takes mask logits ``... x H x W`` and targets of the same trailing shape: bool, 0/1
+floats, or soft floats in ``[0, 1]`` (the share of each low-res cell a mask covers; IoUs count a cell
+as the mask's when at least half of it is); per-mask functions reduce over the last two dimensions only.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     Thresholded, so it carries no gradient.
     """
     pred = (logits > 0).flatten(-2)
-    truth = targets.bool().flatten(-2)
+    truth = (targets >= 0.5 if targets.is_floating_point() else targets.bool()).flatten(-2)
     inter = (pred & truth).sum(-1).to(logits.dtype)
     union = (pred | truth).sum(-1).to(logits.dtype)
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))

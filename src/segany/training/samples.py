@@ -2,7 +2,9 @@
 
 Frames: the image is resized so its longest side is the model's ``img_size`` (the input frame, as at
 inference); boxes are XYXY pixels in that frame; targets live on the decoder's low-resolution grid
-(``low_res x low_res`` over the padded ``img_size`` square), where the loss is computed. Crops for a
+(``low_res x low_res`` over the padded ``img_size`` square), where the loss is computed: either each cell
+thresholded at half covered (``targets``), or also the share of each cell the mask covers (``coverage``,
+so that the loss can teach where within a cell the boundary lies). Crops for a
 text-image encoder (text prompts, appendix D.5) are taken from the original image, before resizing.
 """
 
@@ -52,12 +54,15 @@ class TrainSample:
         targets: ``N x L x L`` bool instance masks on the low-res grid over the padded square.
         boxes: ``N x 4`` float32 tight XYXY boxes in the input frame.
         crops: ``N x 3 x S x S`` uint8 RGB crops of the masks for a text-image encoder, or None.
+        coverage: ``N x L x L`` float16, the share of each low-res cell the mask covers (``targets`` is
+            ``coverage >= 0.5``), or None when the sample was prepared without it.
     """
 
     image: torch.Tensor
     targets: torch.Tensor
     boxes: torch.Tensor
     crops: torch.Tensor | None = None
+    coverage: torch.Tensor | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -71,11 +76,13 @@ def prepare_sample(
     mask_filter: MaskFilter,
     rng: np.random.Generator,
     crop_size: int | None = None,
+    coverage: bool = False,
 ) -> TrainSample:
     """Resize ``scene`` to the input frame and its kept masks to low-res targets.
 
     A mask is downsampled by area (a cell is foreground when at least half of it is); masks that
     vanish on the low-res grid are dropped, so ``N`` may be smaller than the filter allows. With
+    ``coverage``, the sample also keeps each cell's covered share (the area average itself). With
     ``crop_size``, each kept mask also gets a :func:`~segany.text.crops.random_crop` of the original
     image (drawn from ``rng`` after the masks are chosen, so the choice does not depend on it).
     """
@@ -85,14 +92,16 @@ def prepare_sample(
     masks = scene.masks[mask_filter.select(scene.masks, rng)]
 
     rows, cols = low_res_extent((new_h, new_w), img_size, low_res)
-    targets = np.zeros((len(masks), low_res, low_res), dtype=bool)
+    shares = np.zeros((len(masks), low_res, low_res), dtype=np.float32)
     boxes = np.zeros((len(masks), 4), dtype=np.float32)
     scale = np.array([new_w / width, new_h / height] * 2, dtype=np.float32)
     for i, mask in enumerate(masks):
-        small = cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA)
-        targets[i, :rows, :cols] = small >= 0.5
+        shares[i, :rows, :cols] = cv2.resize(
+            mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA
+        )
         ys, xs = np.nonzero(mask)
         boxes[i] = np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32) * scale
+    targets = shares >= 0.5
     kept = targets.reshape(len(masks), -1).any(axis=1) if len(masks) else np.zeros(0, dtype=bool)
     crops = None
     if crop_size is not None:
@@ -104,6 +113,7 @@ def prepare_sample(
         targets=torch.from_numpy(targets[kept]),
         boxes=torch.from_numpy(boxes[kept]),
         crops=crops,
+        coverage=torch.from_numpy(shares[kept].astype(np.float16)) if coverage else None,
     )
 
 
@@ -126,6 +136,8 @@ class TrainBatch:
         crops: ``P x 3 x S x S`` uint8 RGB crops of the masks (text training), or None.
         text: ``P x D`` float32 embeddings of the crops by a text-image encoder, or None; with them the
             simulation may start a mask from its embedding (see ``InteractiveLoss``).
+        coverage: ``P x L x L`` float16 covered shares of the low-res cells (see :class:`TrainSample`),
+            or None; with them the mask loss is computed against these shares instead of ``targets``.
     """
 
     images: list[torch.Tensor]
@@ -135,6 +147,7 @@ class TrainBatch:
     valid: torch.Tensor
     crops: torch.Tensor | None = None
     text: torch.Tensor | None = None
+    coverage: torch.Tensor | None = None
 
     @property
     def num_masks(self) -> int:
@@ -149,6 +162,7 @@ class TrainBatch:
             valid=self.valid.to(device),
             crops=None if self.crops is None else self.crops.to(device),
             text=None if self.text is None else self.text.to(device),
+            coverage=None if self.coverage is None else self.coverage.to(device),
         )
 
     def with_text(self, text: torch.Tensor) -> TrainBatch:
@@ -167,6 +181,7 @@ def collate(samples: Sequence[TrainSample], img_size: int, low_res: int) -> Trai
         area[:rows, :cols] = True
         valid.append(area.expand(count, low_res, low_res))
     crops = [sample.crops for sample in samples]
+    coverage = [sample.coverage for sample in samples]
     return TrainBatch(
         images=[sample.image for sample in samples],
         owner=torch.cat(owner),
@@ -174,4 +189,5 @@ def collate(samples: Sequence[TrainSample], img_size: int, low_res: int) -> Trai
         boxes=torch.cat([sample.boxes for sample in samples]),
         valid=torch.cat(valid),
         crops=None if any(crop is None for crop in crops) else torch.cat(crops),  # type: ignore[arg-type]
+        coverage=None if any(c is None for c in coverage) else torch.cat(coverage),  # type: ignore[arg-type]
     )

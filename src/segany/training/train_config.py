@@ -110,6 +110,9 @@ class TrainConfig:
     mask_loss: str = "focal_dice"  # or "bce_dice" (segany.training.losses.MASK_LOSSES)
     iou_loss_weight: float = 1.0  # the IoU head's MSE next to the mask loss (the paper's: 1)
     iou_rank_weight: float = 0.0  # a ranking loss among a click's candidates (losses.iou_rank_loss)
+    # Supervise each low-res cell with the share of it the mask covers instead of that share thresholded
+    # at half, so the loss says where within a cell the boundary lies (segany.training.samples).
+    soft_targets: bool = False
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     text: TextPromptConfig | None = None  # the [text] section: crop embeddings as first prompts
     # Run.

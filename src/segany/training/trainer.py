@@ -138,7 +138,9 @@ def open_training_data(config: TrainConfig) -> Sequence[Scene]:
             dataset = ScaleJitter(dataset, seed=config.seed, config=ScaleJitterConfig(**options), flip=flip)
         if source.object_crops:
             options = source.object_crops if isinstance(source.object_crops, dict) else {}
-            dataset = ObjectCrops(dataset, seed=config.seed, config=ObjectCropConfig(**options), flip=source.flip)
+            dataset = ObjectCrops(
+                dataset, seed=config.seed, config=ObjectCropConfig(**options), flip=source.flip
+            )
         datasets.append(dataset)
     first = config.data[0]
     plain = not (first.copy_paste or first.scale_jitter or first.object_crops)
@@ -203,6 +205,7 @@ class Trainer:
             low_res=low_res,
             mask_filter=MaskFilter(config.masks_per_image, config.max_mask_area),
             crop_size=self.text_encoder.image_size if self.text_encoder is not None else None,
+            coverage=config.soft_targets,
         )
         self.out_dir = Path(config.out_dir)
         self.hooks: list[Hook] = [log_hook, *hooks]
