@@ -4,7 +4,8 @@
         --zoom-context 3 --generator-defaults pred_iou_thresh=0.7,stability_score_thresh=0.8
 
 Several weights files of one architecture give their mean (a model soup, Wortsman et al., 2022): the
-bundled model v2 is the mean of three training stages of one trajectory (stages 11, 12 and 16; see its model card).
+bundled model v2 is the mean of four training stages of one trajectory (stages 11, 12, 16 and 17; see its
+model card).
 
 Float16 halves the file (the package ships at most 25 MB); `build_sam` loads it back into float32.
 ``--zoom-context`` and ``--generator-defaults`` set how the model is used (``SamConfig.zoom_context``,
