@@ -54,7 +54,7 @@ class TrainSample:
         targets: ``N x L x L`` bool instance masks on the low-res grid over the padded square.
         boxes: ``N x 4`` float32 tight XYXY boxes in the input frame.
         crops: ``N x 3 x S x S`` uint8 RGB crops of the masks for a text-image encoder, or None.
-        coverage: ``N x L x L`` float16, the share of each low-res cell the mask covers (``targets`` is
+        coverage: ``N x L x L`` float32, the share of each low-res cell the mask covers (``targets`` is
             ``coverage >= 0.5``), or None when the sample was prepared without it.
     """
 
@@ -113,7 +113,7 @@ def prepare_sample(
         targets=torch.from_numpy(targets[kept]),
         boxes=torch.from_numpy(boxes[kept]),
         crops=crops,
-        coverage=torch.from_numpy(shares[kept].astype(np.float16)) if coverage else None,
+        coverage=torch.from_numpy(shares[kept]) if coverage else None,
     )
 
 
@@ -136,7 +136,7 @@ class TrainBatch:
         crops: ``P x 3 x S x S`` uint8 RGB crops of the masks (text training), or None.
         text: ``P x D`` float32 embeddings of the crops by a text-image encoder, or None; with them the
             simulation may start a mask from its embedding (see ``InteractiveLoss``).
-        coverage: ``P x L x L`` float16 covered shares of the low-res cells (see :class:`TrainSample`),
+        coverage: ``P x L x L`` float32 covered shares of the low-res cells (see :class:`TrainSample`),
             or None; with them the mask loss is computed against these shares instead of ``targets``.
     """
 
