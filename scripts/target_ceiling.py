@@ -12,7 +12,7 @@ it as the predictor does and prints the mean IoU with the true mask:
   logits of +-8;
 * ``soft``: each cell's covered share as log-odds (``soft_targets = true``), clamped to +-8.
 
-A model trained on hard cells cannot do better than the first figure, whatever its encoder.
+The first figure is what a model that learnt its hard training targets exactly would reach.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import torch
 
 from segany import build_sam
 from segany.training.datasets import open_dataset
+from segany.training.eval_config import EvalConfig
 from segany.training.eval_prompts import tight_boxes
+from segany.training.evaluate import mask_ious, select_masks
 from segany.training.samples import MaskFilter, prepare_sample
 from segany.training.synthetic import Scene
 from segany.zoom import crop_window
@@ -45,10 +47,11 @@ def main() -> None:
     scenes = open_dataset(args.data)
     ious: dict[str, list[float]] = {"hard": [], "soft": []}
     keep_one = MaskFilter(max_masks=1, max_area_fraction=1.0)
+    chosen = EvalConfig(min_area=args.min_area)  # the masks `segany eval --min-area` scores
     for index in range(len(scenes)):
         scene = scenes[index]
         height, width = scene.image.shape[:2]
-        masks = scene.masks[scene.masks.reshape(len(scene.masks), -1).sum(axis=1) >= args.min_area]
+        masks = select_masks(scene.masks, chosen)
         for mask, box in zip(masks, tight_boxes(masks), strict=True):
             window = None
             if model.zoom_context > 0:
@@ -69,15 +72,13 @@ def main() -> None:
                     ious[name].append(0.0)
                 continue
             assert sample.coverage is not None
-            share = sample.coverage.float().clamp(1e-4, 1 - 1e-4)
             logits = {
                 "hard": sample.targets.float() * 2 * BOUND - BOUND,
-                "soft": torch.log(share / (1 - share)).clamp(-BOUND, BOUND),
+                "soft": torch.logit(sample.coverage, eps=1e-4).clamp(-BOUND, BOUND),
             }
             for name, grid in logits.items():
                 held = model.postprocess_masks(grid[None], sample.input_size, truth.shape, threshold=0.0)
-                held = held[0, 0].numpy()
-                ious[name].append(float((held & truth).sum() / (held | truth).sum()))
+                ious[name].append(float(mask_ious(held[0].numpy(), truth[None])[0]))
     for name, values in ious.items():
         print(f"{name}: mean IoU {np.mean(values):.4f} over {len(values)} masks")
 

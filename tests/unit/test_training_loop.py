@@ -187,7 +187,7 @@ def test_the_ranking_term_reaches_the_training_log(tmp_path: Path) -> None:
     assert "iou_rank" not in plain.train_step(0)
 
 
-def test_soft_targets_reach_the_mask_loss_and_only_it(tmp_path: Path) -> None:
+def test_soft_targets_reach_the_mask_loss(tmp_path: Path) -> None:
     soft = Trainer(_config(tmp_path, soft_targets=True, mask_loss="bce_dice"), data=FiniteScenes(2))
     batch = soft.batches.get(0, 0)
     assert batch.coverage is not None and torch.equal(batch.coverage >= 0.5, batch.targets)
