@@ -34,6 +34,7 @@ def image_encoder_from_config(e: EncoderConfig) -> ImageEncoderViT | TinyViT | E
             out_stride=e.out_stride,
             neck_dim=e.neck_dim,
             out_chans=e.out_chans,
+            detail_skips=e.detail_skips,
         )
     if isinstance(e, ImageEncoderConfig):
         return ImageEncoderViT(
@@ -87,6 +88,7 @@ def sam_from_config(config: SamConfig) -> Sam:
         num_multimask_outputs=config.num_multimask_outputs,
         iou_head_depth=config.iou_head_depth,
         iou_head_hidden_dim=config.iou_head_hidden_dim,
+        detail_skips=config.detail_skips,
     )
     if config.prompt_prior != "none":
         # A model with a prior starts from it: the hypernetworks' last layers at zero make every mask

@@ -89,8 +89,13 @@ class EfficientNetLiteConfig:
     out_stride: int = 16
     neck_dim: int = 128
     out_chans: int = 256
+    # True: the backbone's stride-8 and stride-4 features also reach the decoder's upscaling, carried
+    # in the embedding (segany.modeling.detail); needs out_stride 16.
+    detail_skips: bool = False
 
     def __post_init__(self) -> None:
+        if self.detail_skips and self.out_stride != 16:
+            raise ValueError(f"detail_skips needs out_stride 16, got {self.out_stride}.")
         if self.variant not in EFFICIENTNET_LITE_VARIANTS:
             raise ValueError(
                 f"Unknown EfficientNet-Lite variant {self.variant!r}; choose one of: "
@@ -173,6 +178,11 @@ class SamConfig:
             raise ValueError(
                 f"text_embed_dim must be 0 (no text path) or positive, got {self.text_embed_dim}."
             )
+
+    @property
+    def detail_skips(self) -> bool:
+        """Whether the embedding carries fine features for the decoder (``EfficientNetLiteConfig.detail_skips``)."""
+        return bool(getattr(self.encoder, "detail_skips", False))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values; ``encoder["kind"]`` names the encoder type (``vit``, ``tiny_vit``, ``efficientnet_lite``)."""

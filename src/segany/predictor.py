@@ -214,7 +214,7 @@ class SamPredictor:
                 for reading the photo); optional: models with a zoom-in pass (``zoom_context``) use it
                 to redo prompts on small objects, and without it answer in one pass.
         """
-        expected = (self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size)
+        expected = (self.model.embedding_channels, *self.model.prompt_encoder.image_embedding_size)
         if features.ndim != 4 or features.shape[0] != 1 or tuple(features.shape[1:]) != expected:
             raise PromptError(
                 f"features must be 1 x {expected[0]} x {expected[1]} x {expected[2]} for this model, "

@@ -64,7 +64,7 @@ def _export(
 
 def _dummy_decoder_inputs(model: Sam, num_points: int = 5) -> tuple[torch.Tensor, ...]:
     grid = model.prompt_encoder.image_embedding_size[0]
-    channels = model.prompt_encoder.embed_dim
+    channels = model.embedding_channels
     low = 4 * grid
     return (
         torch.randn(1, channels, grid, grid),

@@ -201,6 +201,7 @@ def upscale_masks(
     hyper_in: torch.Tensor,
     size: tuple[int, int],
     out: torch.Tensor | None = None,
+    detail: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``output_upscaling`` then the hypernetwork dot product, channels last.
 
@@ -211,6 +212,9 @@ def upscale_masks(
         out: where to write the result (contiguous, any dtype; default a new tensor of the products'
             dtype): the masks are gathered into raster order straight into it. Not while tracing (ONNX
             export), which does not record writes through views.
+        detail: the image's detail maps in this block layout, ``1 x n x 4 x C/4`` and
+            ``1 x n x 4 x 4 x C/8`` (:func:`~segany.modeling.detail.detail_blocks`), added to the output
+            of each transposed convolution; None for models without detail skips.
     Returns:
         ``B x M x 4h x 4w`` mask logits (``out`` when given).
     """
@@ -218,15 +222,23 @@ def upscale_masks(
     b, n, _ = keys.shape
     h, w = size
     c1, c2 = conv1.out_channels, conv2.out_channels
-    fused = isinstance(act2, torch.nn.GELU) and act2.approximate == "none"
+    fused = isinstance(act2, torch.nn.GELU) and act2.approximate == "none" and detail is None
     tracing = torch.jit.is_tracing()
     pieces = []
     for start in range(0, b, _UPSCALE_CHUNK):
         x = keys[start : start + _UPSCALE_CHUNK]
         m = x.shape[0]
         # Each transposed convolution is one product giving every pixel's 2 x 2 output block.
-        y = act1(F.layer_norm(conv1.blocks(x), (c1,), norm.weight, norm.bias, norm.eps))  # m x n x 4 x c1
-        z = conv2.blocks(y, "gelu") if fused else act2(conv2.blocks(y))  # m x n x 4 x 4 x c2
+        y = conv1.blocks(x)  # m x n x 4 x c1
+        if detail is not None:
+            y = y + detail[0]
+        y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
+        if fused:
+            z = conv2.blocks(y, "gelu")  # m x n x 4 x 4 x c2
+        elif detail is not None:
+            z = act2(conv2.blocks(y) + detail[1])
+        else:
+            z = act2(conv2.blocks(y))
         hyper = hyper_in[start : start + _UPSCALE_CHUNK].to(z.dtype)
         # The few masks against the pixels (the large tensor read in its own layout): m x M x (n*16),
         # pixels in block order n = (i, j), block (a1, b1), sub-block (a2, b2), i.e. pixel

@@ -5,6 +5,10 @@ they run well on CPUs) gives features at strides 8, 16 and 32. The neck is a fea
 2017): 1x1 lateral projections to ``neck_dim`` channels, a top-down path (nearest upsampling and sums)
 down to ``out_stride``, then SAM's neck shape (3x3 conv, LayerNorm2d, 1x1 conv, LayerNorm2d) to
 ``out_chans`` channels, so the decoder sees the same kind of ``B x C x g x g`` embedding as from a ViT.
+With ``detail_skips`` (``out_stride`` 16 only), the backbone's stride-8 and stride-4 features are also
+projected by 1x1 convolutions to ``C/4`` and ``C/8`` channels and carried in the embedding for the
+decoder's upscaling (:mod:`.detail`): ``B x 4C x g x g``. The projections start at zero, so a model
+given them starts with the masks of the same model without.
 
 Batch normalisation keeps the statistics it was built or loaded with (ImageNet's when pretrained): in
 training mode its running statistics are frozen, since a training batch of two images would give noisy
@@ -28,16 +32,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..runtime import recording
+from .detail import pack_detail
 from .layers import LayerNorm2d
 from .versions import contents_key
 
 # The backbone's feature levels the neck reads (timm ``out_indices``): strides 8, 16 and 32.
 PYRAMID_LEVELS = (2, 3, 4)
 PYRAMID_STRIDES = (8, 16, 32)
+# With detail skips the stride-4 level too.
+DETAIL_LEVELS = (1, *PYRAMID_LEVELS)
 
 
 class EfficientNetLiteEncoder(nn.Module):
-    """``B x 3 x S x S`` normalised images -> ``B x out_chans x S/out_stride x S/out_stride`` embeddings."""
+    """``B x 3 x S x S`` normalised images -> ``B x out_chans x S/out_stride x S/out_stride`` embeddings
+    (``B x 4 out_chans x ...`` with ``detail_skips``)."""
 
     def __init__(
         self,
@@ -46,6 +54,7 @@ class EfficientNetLiteEncoder(nn.Module):
         out_stride: int = 16,
         neck_dim: int = 128,
         out_chans: int = 256,
+        detail_skips: bool = False,
     ) -> None:
         super().__init__()
         import timm  # imported here: only models of this kind need it
@@ -53,10 +62,23 @@ class EfficientNetLiteEncoder(nn.Module):
         self.img_size = img_size
         self.out_stride = out_stride
         # pretrained=False: never a download; ImageNet weights come from segany.training.pretrained.
+        if detail_skips and out_stride != 16:
+            raise ValueError(f"detail_skips needs out_stride 16 (the decoder's upscaling steps), got {out_stride}.")
+        self.detail_skips = detail_skips
         self.backbone = timm.create_model(
-            variant, pretrained=False, features_only=True, out_indices=PYRAMID_LEVELS
+            variant,
+            pretrained=False,
+            features_only=True,
+            out_indices=DETAIL_LEVELS if detail_skips else PYRAMID_LEVELS,
         )
         channels = self.backbone.feature_info.channels()
+        if detail_skips:
+            self.detail4 = nn.Conv2d(channels[0], out_chans // 8, kernel_size=1)
+            self.detail8 = nn.Conv2d(channels[1], out_chans // 4, kernel_size=1)
+            for conv in (self.detail4, self.detail8):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+            channels = channels[1:]
         used = [s >= out_stride for s in PYRAMID_STRIDES]
         self.lateral = nn.ModuleList(
             nn.Conv2d(c, neck_dim, kernel_size=1) for c, keep in zip(channels, used, strict=True) if keep
@@ -77,12 +99,17 @@ class EfficientNetLiteEncoder(nn.Module):
         folding = not (self.training or torch.is_grad_enabled() or recording())
         backbone = self._inference_backbone() if folding else self.backbone
         features = backbone(x)
+        stride4 = features.pop(0) if self.detail_skips else None
+        stride8 = features[0]
         features = [f for f, s in zip(features, PYRAMID_STRIDES, strict=True) if s >= self.out_stride]
         # Top-down: start at the coarsest level, upsample and add each finer lateral.
         fused = self.lateral[-1](features[-1])
         for lateral, feature in zip(self.lateral[-2::-1], features[-2::-1], strict=True):
             fused = lateral(feature) + F.interpolate(fused, size=feature.shape[-2:], mode="nearest")
-        return self.neck(fused)
+        embedding = self.neck(fused)
+        if stride4 is None:
+            return embedding
+        return pack_detail(embedding, self.detail8(stride8), self.detail4(stride4))
 
     def _inference_backbone(self) -> nn.Module:
         """The backbone with batch norms folded into their convolutions, cached against its weights."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .batched_decoding import SharedImage, prepare_shared_image, two_way_shared_image, upscale_masks
+from .detail import detail_blocks, detail_maps, split_detail
 from .layers import MLP, LayerNorm2d
 from .packed_linear import PackedConvTranspose2x2
 from .transformer import TwoWayTransformer
@@ -23,6 +24,8 @@ class MaskDecoder(nn.Module):
 
     One IoU token and ``num_multimask_outputs + 1`` mask tokens are prepended to the prompt tokens:
     mask token 0 answers unambiguous prompts, tokens 1.. give the multimask candidates.
+    With ``detail_skips`` the image embedding also carries fine encoder features (:mod:`.detail`,
+    ``B x 4C x h x w``), added to the output of each upscaling step.
     """
 
     def __init__(
@@ -34,11 +37,13 @@ class MaskDecoder(nn.Module):
         iou_head_depth: int = 3,
         iou_head_hidden_dim: int = 256,
         batched_fast_path: bool = True,
+        detail_skips: bool = False,
     ) -> None:
         """``batched_fast_path``: decode several prompts on one image with :mod:`.batched_decoding`
         (same results up to float rounding); False always runs the reference computation."""
         super().__init__()
         self.batched_fast_path = batched_fast_path
+        self.detail_skips = detail_skips
         self.transformer_dim = transformer_dim
         self.transformer = transformer
         self.num_multimask_outputs = num_multimask_outputs
@@ -72,7 +77,8 @@ class MaskDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
-            image_embeddings: ``1 x C x h x w`` (shared by every prompt) or ``B x C x h x w``.
+            image_embeddings: ``1 x C x h x w`` (shared by every prompt) or ``B x C x h x w``
+                (``4C`` channels with detail skips).
             image_pe: ``1 x C x h x w`` positional encoding of the embedding grid.
             sparse_prompt_embeddings: ``B x T x C`` point/box tokens.
             dense_prompt_embeddings: ``B x C x h x w`` mask-prompt embedding.
@@ -123,11 +129,15 @@ class MaskDecoder(nn.Module):
             raise ValueError(
                 f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or the prompt batch {batch}."
             )
+        detail = None
+        if self.detail_skips:
+            image_embeddings, *detail = split_detail(image_embeddings, self.transformer_dim)
         # One image and one dense embedding (no per-prompt mask input) shared by several prompts.
         dense_shared = dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0
         if self.batched_fast_path and image_embeddings.shape[0] == 1 and dense_shared:
+            blocks = None if detail is None else detail_blocks(*detail)
             return self._predict_shared_image(
-                image_embeddings, dense_prompt_embeddings[:1], image_pe, tokens, keep, image_cache, outputs
+                image_embeddings, dense_prompt_embeddings[:1], image_pe, tokens, keep, image_cache, outputs, blocks
             )
 
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
@@ -136,11 +146,20 @@ class MaskDecoder(nn.Module):
         hs, src = self.transformer(src, pos_src, tokens)
 
         # Upscale the image embedding and dot it with each mask token's hypernetwork output.
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        upscaled = self._upscale(src.transpose(1, 2).reshape(b, c, h, w), detail)
         hyper_in = self._hypernetworks(hs, range(self.num_mask_tokens))
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
         return masks[:, outputs], self.iou_prediction_head(hs[:, 0, :])
+
+    def _upscale(self, x: torch.Tensor, detail: list[torch.Tensor] | None) -> torch.Tensor:
+        """``output_upscaling`` of ``B x C x h x w`` image tokens -> ``B x C/8 x 4h x 4w``; with the
+        packed detail maps (:func:`.detail.split_detail`), each step's output gets its map added."""
+        if detail is None:
+            return self.output_upscaling(x)
+        conv1, norm, act1, conv2, act2 = self.output_upscaling
+        stride8, stride4 = detail_maps(*detail)
+        return act2(conv2(act1(norm(conv1(x) + stride8))) + stride4)
 
     def _shared_image(
         self,
@@ -186,9 +205,11 @@ class MaskDecoder(nn.Module):
         keep: Callable[[torch.Tensor], torch.Tensor] | None,
         image_cache: dict[str, Any] | None = None,
         outputs: slice = slice(None),
+        detail: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The batched fast path, a few prompts at a time: their per-prompt image tensors (4 MiB each
-        for the official size) then stay in the CPU's cache between operations."""
+        for the official size) then stay in the CPU's cache between operations. ``detail``: the
+        detail maps in block layout (:func:`.detail.detail_blocks`)."""
         batch = tokens.shape[0]
         h, w = image_embeddings.shape[-2:]
         image = self._shared_image(image_embeddings, dense, image_pe, image_cache)  # once for all chunks
@@ -213,12 +234,16 @@ class MaskDecoder(nn.Module):
                 continue
             hyper = self._hypernetworks(hs[needed], chosen)
             if keep is not None:
-                upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w))
+                upscaled = upscale_masks(self.output_upscaling, keys[needed], hyper, (h, w), detail=detail)
                 masks[start + needed] = upscaled.to(masks.dtype)
             elif torch.jit.is_tracing():  # writes through views are not traced: assign the result
-                masks[start : start + len(hs)] = upscale_masks(self.output_upscaling, keys, hyper, (h, w))
+                masks[start : start + len(hs)] = upscale_masks(
+                    self.output_upscaling, keys, hyper, (h, w), detail=detail
+                )
             else:  # straight into the result, no intermediate copy
-                upscale_masks(self.output_upscaling, keys, hyper, (h, w), out=masks[start : start + len(hs)])
+                upscale_masks(
+                    self.output_upscaling, keys, hyper, (h, w), out=masks[start : start + len(hs)], detail=detail
+                )
         return masks, torch.cat(ious)
 
     def _hypernetworks(self, hs: torch.Tensor, chosen: Sequence[int]) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SamConfig
+from .detail import PACKED_FACTOR
 from .efficientnet_lite import EfficientNetLiteEncoder
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
@@ -60,6 +61,13 @@ class Sam(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
+
+    @property
+    def embedding_channels(self) -> int:
+        """Channels ``C`` of an image embedding: the prompt width, or with detail skips
+        (:mod:`.detail`) that times ``PACKED_FACTOR``."""
+        width = self.prompt_encoder.embed_dim
+        return width * PACKED_FACTOR if self.mask_decoder.detail_skips else width
 
     @property
     def img_size(self) -> int:
@@ -162,7 +170,8 @@ class Sam(nn.Module):
             low_res = low_res + prior.to(low_res.dtype)
         if self.mask_scorer is not None:
             tokens = range(1, low_res.shape[1] + 1) if multimask_output else range(1)
-            iou = self.mask_scorer(low_res, image_embeddings, iou, tokens)
+            embedding = image_embeddings[:, : self.prompt_encoder.embed_dim]  # without detail skips
+            iou = self.mask_scorer(low_res, embedding, iou, tokens)
         return low_res, iou
 
     @property
