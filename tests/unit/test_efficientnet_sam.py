@@ -129,12 +129,17 @@ def test_the_prior_can_also_be_the_mask_prompt() -> None:
     assert torch.allclose(kept, same, atol=1e-5)
 
 
-@pytest.mark.parametrize("prior_as_mask_prompt, mask_scorer", [(False, False), (True, False), (True, True)])
-def test_onnx_graphs_answer_like_torch(tmp_path, prior_as_mask_prompt: bool, mask_scorer: bool) -> None:
+@pytest.mark.parametrize(
+    "prior_as_mask_prompt, mask_scorer, detail_skips",
+    [(False, False, False), (True, False, False), (True, True, False), (True, False, True)],
+)
+def test_onnx_graphs_answer_like_torch(tmp_path, prior_as_mask_prompt: bool, mask_scorer: bool, detail_skips: bool) -> None:
     ort = pytest.importorskip("onnxruntime")
     from segany.export.onnx_export import export_decoder, export_encoder
 
-    config = SMALL.replace(prior_as_mask_prompt=prior_as_mask_prompt, mask_scorer=mask_scorer)
+    config = SMALL.replace(
+        prior_as_mask_prompt=prior_as_mask_prompt, mask_scorer=mask_scorer, encoder={"detail_skips": detail_skips}
+    )
     model = small_model(config).eval()
     torch.manual_seed(1)
     heads = [*model.mask_decoder.output_hypernetworks_mlps]
@@ -142,13 +147,16 @@ def test_onnx_graphs_answer_like_torch(tmp_path, prior_as_mask_prompt: bool, mas
         heads.append(model.mask_scorer.mlp)
     for mlp in heads:  # trained-like heads, not the zero start
         torch.nn.init.normal_(mlp.layers[-1].weight, std=0.1)
+    if detail_skips:  # trained-like projections, not the zero start
+        for conv in (model.image_encoder.detail4, model.image_encoder.detail8):
+            torch.nn.init.normal_(conv.weight, std=0.2)
     export_encoder(model, tmp_path / "encoder.onnx")
     export_decoder(model, tmp_path / "decoder.onnx", return_single_mask=False)
     image = np.random.default_rng(0).normal(size=(1, 3, 256, 256)).astype(np.float32)
     (embedding,) = ort.InferenceSession(str(tmp_path / "encoder.onnx")).run(None, {"image": image})
     with torch.no_grad():
         reference = model.image_encoder(torch.from_numpy(image)).numpy()
-    assert embedding.shape == (1, 64, 16, 16)
+    assert embedding.shape == (1, 256 if detail_skips else 64, 16, 16)
     assert np.abs(embedding - reference).max() <= 1e-4
     session = ort.InferenceSession(str(tmp_path / "decoder.onnx"))
     box = torch.tensor([[30.0, 40.0, 150.0, 120.0]])

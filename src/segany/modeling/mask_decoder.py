@@ -137,7 +137,14 @@ class MaskDecoder(nn.Module):
         if self.batched_fast_path and image_embeddings.shape[0] == 1 and dense_shared:
             blocks = None if detail is None else detail_blocks(*detail)
             return self._predict_shared_image(
-                image_embeddings, dense_prompt_embeddings[:1], image_pe, tokens, keep, image_cache, outputs, blocks
+                image_embeddings,
+                dense_prompt_embeddings[:1],
+                image_pe,
+                tokens,
+                keep,
+                image_cache,
+                outputs,
+                blocks,
             )
 
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
@@ -242,7 +249,12 @@ class MaskDecoder(nn.Module):
                 )
             else:  # straight into the result, no intermediate copy
                 upscale_masks(
-                    self.output_upscaling, keys, hyper, (h, w), out=masks[start : start + len(hs)], detail=detail
+                    self.output_upscaling,
+                    keys,
+                    hyper,
+                    (h, w),
+                    out=masks[start : start + len(hs)],
+                    detail=detail,
                 )
         return masks, torch.cat(ious)
 
