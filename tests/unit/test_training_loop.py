@@ -88,6 +88,21 @@ def test_layer_decay_and_weight_decay_groups() -> None:
     assert sum(len(g["params"]) for g in groups) == len(named)
 
 
+def test_named_parts_can_learn_at_a_scaled_rate(tmp_path: Path) -> None:
+    model = sam_from_config(TINY)
+    groups = parameter_groups(
+        model, lr=1.0, weight_decay=0.1, layer_decay=0.5, rate_scales={"mask_decoder.iou_prediction_head": 10.0}
+    )
+    rate = {id(param): group["lr"] for group in groups for param in group["params"]}
+    named = dict(model.named_parameters())
+    assert rate[id(named["mask_decoder.iou_prediction_head.layers.0.weight"])] == 10.0
+    assert rate[id(named["mask_decoder.iou_prediction_head.layers.0.bias"])] == 10.0
+    assert rate[id(named["mask_decoder.iou_token.weight"])] == 1.0
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    with pytest.raises(TrainConfigError, match="new_parts_lr_scale must be positive, got 0"):
+        _config(tmp_path, new_parts_lr_scale=0.0)
+
+
 def test_warmup_then_step_decay() -> None:
     schedule = WarmupStepDecay(warmup=4, milestones=[10, 20], gamma=0.1)
     assert [schedule(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]

@@ -7,7 +7,7 @@ then the rate divided by 10 twice (at 60k and 86,666 of 90k iterations), layer-w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,12 +64,21 @@ def layer_id(name: str, depth: int) -> int:
     return depth + 1
 
 
-def parameter_groups(model: Sam, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+def parameter_groups(
+    model: Sam,
+    lr: float,
+    weight_decay: float,
+    layer_decay: float,
+    rate_scales: Mapping[str, float] | None = None,
+) -> list[dict]:
     """AdamW groups: per (layer, decay or not); a layer's rate is ``lr * layer_decay ** (depth + 1 - id)``.
 
     Only trainable parameters are included. Weight decay applies to matrices and kernels, not to
     biases, norms or embedding tables (nanoGPT's ``dim >= 2`` rule, plus the tables by name).
+    ``rate_scales``: name prefix -> factor on the rate of the parameters under it (e.g. parts that
+    start from zero while the rest is fine-tuned).
     """
+    scales = dict(rate_scales or {})
     # Encoders without a ``blocks`` list (TinyViT) train at one rate: no layer-wise decay.
     depth = len(getattr(model.image_encoder, "blocks", ()))
     groups: dict[tuple[int, bool], dict] = {}
@@ -78,9 +87,10 @@ def parameter_groups(model: Sam, lr: float, weight_decay: float, layer_decay: fl
             continue
         layer = layer_id(name, depth)
         decay = param.dim() >= 2 and not any(key in name for key in _NO_DECAY_NAMES)
-        key = (layer, decay)
+        factor = next((f for p, f in scales.items() if name == p or name.startswith(p + ".")), 1.0)
+        key = (layer, decay, factor)
         if key not in groups:
-            scale = layer_decay ** (depth + 1 - layer)
+            scale = layer_decay ** (depth + 1 - layer) * factor
             groups[key] = {
                 "params": [],
                 "lr": lr * scale,
@@ -99,8 +109,10 @@ def build_optimizer(
     weight_decay: float,
     layer_decay: float,
     betas: tuple[float, float] = (0.9, 0.999),
+    rate_scales: Mapping[str, float] | None = None,
 ) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, lr, weight_decay, layer_decay), lr=lr, betas=betas)
+    groups = parameter_groups(model, lr, weight_decay, layer_decay, rate_scales)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
 @dataclass

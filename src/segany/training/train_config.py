@@ -86,6 +86,9 @@ class TrainConfig:
     # Parts of the model absent from ``checkpoint`` that start from their fresh initialisation (name
     # prefixes, e.g. "prompt_encoder.text_projection" to add a text path to a model trained without).
     new_parts: tuple[str, ...] = ()
+    # Factor on the learning rate of ``new_parts``: parts that start from zero in a fine-tuned model
+    # may need a faster rate than the rest to matter within a short run.
+    new_parts_lr_scale: float = 1.0
     freeze: tuple[str, ...] = ()
     # Start an EfficientNet-Lite encoder's backbone from ImageNet weights (segany.training.pretrained);
     # only for a model trained without a checkpoint.
@@ -151,6 +154,8 @@ class TrainConfig:
             raise TrainConfigError(
                 "imagenet_encoder starts a new model's encoder from ImageNet weights; with a checkpoint, drop it."
             )
+        if self.new_parts_lr_scale <= 0:
+            raise TrainConfigError(f"new_parts_lr_scale must be positive, got {self.new_parts_lr_scale}.")
         if self.new_parts and self.checkpoint is None:
             raise TrainConfigError(
                 "new_parts names parts missing from a checkpoint: give the checkpoint too."

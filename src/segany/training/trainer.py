@@ -188,7 +188,12 @@ class Trainer:
                 find_unused_parameters=True,
             )
         self.optimizer = build_optimizer(
-            self.model, config.lr, config.weight_decay, config.layer_decay, tuple(config.betas)
+            self.model,
+            config.lr,
+            config.weight_decay,
+            config.layer_decay,
+            tuple(config.betas),
+            rate_scales={part: config.new_parts_lr_scale for part in config.new_parts},
         )
         self.scheduler = build_scheduler(
             self.optimizer, config.warmup_steps, config.milestone_steps(), config.gamma
