@@ -81,7 +81,7 @@ def parameter_groups(
     scales = dict(rate_scales or {})
     # Encoders without a ``blocks`` list (TinyViT) train at one rate: no layer-wise decay.
     depth = len(getattr(model.image_encoder, "blocks", ()))
-    groups: dict[tuple[int, bool], dict] = {}
+    groups: dict[tuple[int, bool, float], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
