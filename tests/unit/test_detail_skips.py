@@ -110,7 +110,7 @@ def test_the_batched_fast_path_adds_the_detail_as_the_reference_path_does() -> N
     assert torch.allclose(fast_masks, masks, atol=1e-4) and torch.allclose(fast_iou, iou, atol=1e-5)
 
 
-def test_gradients_reach_the_projections_and_the_backbone_features_they_read() -> None:
+def test_gradients_reach_the_detail_projections() -> None:
     model = _trained_like(small_model(DETAIL)).train()
     embedding = model.embed_images(torch.rand(1, 3, 256, 256) * 255)
     low_res, _ = model.decode(embedding, boxes=torch.tensor([[30.0, 40.0, 150.0, 120.0]]))

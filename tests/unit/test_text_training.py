@@ -134,6 +134,15 @@ def test_new_parts_add_a_text_path_to_a_checkpoint_without_one(tmp_path: Path) -
     ours = trainer.model.state_dict()
     assert all(torch.equal(value, ours[key]) for key, value in plain.items())
     assert trainer.model.prompt_encoder.text_embed_dim == WIDTH
+    # new_parts_lr_scale: the new part learns at that multiple of the others' rate.
+    faster = Trainer(config.replace(new_parts_lr_scale=10.0))
+    named = dict(faster.model.named_parameters())
+    rate = {id(p): group["lr"] for group in faster.optimizer.param_groups for p in group["params"]}
+    base = rate[id(named["mask_decoder.iou_token.weight"])]
+    projections = [
+        rate[id(p)] for name, p in named.items() if name.startswith("prompt_encoder.text_projection.")
+    ]
+    assert projections and all(r == pytest.approx(10 * base) for r in projections)
     # Without new_parts the missing text path is refused, as any mismatch is.
     with pytest.raises(CheckpointError, match="text_projection"):
         Trainer(config.replace(new_parts=()))

@@ -62,10 +62,6 @@ class EfficientNetLiteEncoder(nn.Module):
         self.img_size = img_size
         self.out_stride = out_stride
         # pretrained=False: never a download; ImageNet weights come from segany.training.pretrained.
-        if detail_skips and out_stride != 16:
-            raise ValueError(
-                f"detail_skips needs out_stride 16 (the decoder's upscaling steps), got {out_stride}."
-            )
         self.detail_skips = detail_skips
         self.backbone = timm.create_model(
             variant,
