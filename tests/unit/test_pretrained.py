@@ -18,9 +18,9 @@ CONFIG = SamConfig(
 )
 
 
-def installed() -> bool:
+def installed(variant: str = "efficientnet_lite0") -> bool:
     try:
-        imagenet_weights_file("efficientnet_lite0")
+        imagenet_weights_file(variant)
     except CheckpointError:
         return False
     return True
@@ -38,6 +38,31 @@ def test_imagenet_weights_land_in_the_backbone_in_order() -> None:
     assert torch.equal(backbone["conv_stem.weight"], source["_conv_stem.weight"])
     assert torch.equal(backbone["bn1.running_var"], source["_bn0.running_var"])
     assert torch.equal(backbone["blocks.6.0.conv_pwl.weight"], source["_blocks.15._project_conv.weight"])
+
+
+@pytest.mark.parametrize("variant", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_the_larger_backbones_get_their_own_weights(variant: str) -> None:
+    if not installed(variant):
+        pytest.skip(f"{pretrained.IMAGENET_WEIGHTS[variant].package} not installed")
+    config = SamConfig(
+        EfficientNetLiteConfig(img_size=256, variant=variant, neck_dim=32, out_chans=64),
+        prompt_embed_dim=64,
+        decoder_mlp_dim=128,
+    )
+    model = segany.build_sam(config, device="cpu")
+    load_imagenet_backbone(model.image_encoder, variant)
+    source = torch.load(imagenet_weights_file(variant), map_location="cpu", weights_only=True)
+    backbone = model.image_encoder.backbone.state_dict()
+    assert torch.equal(backbone["conv_stem.weight"], source["_conv_stem.weight"])
+    # The last inverted-residual block of the backbone is the file's last block, whatever the depth.
+    last = max(int(k.split(".")[1]) for k in source if k.startswith("_blocks."))
+    stage = max(int(k.split(".")[1]) for k in backbone if k.startswith("blocks."))
+    index = max(int(k.split(".")[2]) for k in backbone if k.startswith(f"blocks.{stage}."))
+    assert torch.equal(
+        backbone[f"blocks.{stage}.{index}.conv_pwl.weight"], source[f"_blocks.{last}._project_conv.weight"]
+    )
+    # Lite1 and Lite2 are deeper than Lite0 (16 blocks): the mapping did not stop at Lite0's depth.
+    assert last + 1 > 16
 
 
 @needs_weights

