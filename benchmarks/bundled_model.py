@@ -1,12 +1,14 @@
 """The bundled model's speed beside MobileSAM's (the official small SAM), on the same photos and threads.
 
     OMP_NUM_THREADS=2 python benchmarks/bundled_model.py --threads 2
+    OMP_NUM_THREADS=2 python benchmarks/bundled_model.py --candidate runs/x.safetensors   # + another model
 
 For each photo: the encoder (``set_image``), one click (``predict``, 3 candidates, the zoom-in pass
 included where the model takes it) on a large and on a small object, and one box; best of ``--rounds``,
 the two models timed in turn within each round. The reference is MobileSAM's own code (the ``mobile_sam``
 package of ``mobilesam-mirror``, random weights: speed does not depend on them) at its 1024-px input.
 The issue's targets for the bundled model: encoder <= 0.25 s, a click <= 60 ms on this machine.
+``--candidate`` times another segany checkpoint (e.g. a larger encoder) in the same rounds.
 """
 
 from __future__ import annotations
@@ -55,9 +57,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--candidate", type=Path, help="another segany checkpoint, timed beside the bundled one"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ours = segany.SamPredictor(segany.build_sam(device="cpu"))
+    candidate = (
+        segany.SamPredictor(segany.build_sam(checkpoint=args.candidate, device="cpu"))
+        if args.candidate
+        else None
+    )
     theirs = reference_predictor()
     rows = []
     with torch.no_grad():
@@ -65,7 +75,7 @@ def main() -> None:
             image = load_image(photo)
             times: dict[str, list[float]] = {}
             for _ in range(args.rounds):
-                for name, predictor in (("segany", ours), ("MobileSAM", theirs)):
+                for name, predictor in (("segany", ours), ("candidate", candidate), ("MobileSAM", theirs)):
                     if predictor is None:
                         continue
                     key = f"{name} encoder"
@@ -84,6 +94,8 @@ def main() -> None:
         for case in ("encoder", "click", "small click", "box"):
             ours_t = best[f"segany {case}"]
             line = f"  {case:<12} segany {_fmt(case, ours_t)}"
+            if f"candidate {case}" in best:
+                line += f"   candidate {_fmt(case, best[f'candidate {case}'])}"
             if f"MobileSAM {case}" in best:
                 ref = best[f"MobileSAM {case}"]
                 line += f"   MobileSAM {_fmt(case, ref)}   {ref / ours_t:.2f}x"
