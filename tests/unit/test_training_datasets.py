@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +108,28 @@ def test_open_dataset_finds_coco_from_the_json_or_the_image_folder(coco: Path, t
     Image.fromarray(_image(1)).save(flat / "b.png")
     dataset = open_dataset(str(flat / "labels.json"))
     assert dataset.name(1) == "b.png" and np.array_equal(dataset[1].image, _image(1))
+
+
+def test_coco_subset_script_keeps_the_first_photos_and_only_theirs(coco: Path, tmp_path: Path) -> None:
+    """``scripts/coco_subset.py`` (the data-scaling probe's cut) gives a split that reads like the source's head."""
+    script = Path(__file__).parents[2] / "scripts" / "coco_subset.py"
+    out = tmp_path / "subset"
+    done = subprocess.run(
+        [sys.executable, str(script), str(coco / "val"), "1", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    subset, source = open_dataset(str(out / "val")), open_dataset(str(coco / "val"))
+    assert len(subset) == 1 and subset.name(0) == "a.png"
+    assert np.array_equal(subset[0].masks, source[0].masks) and np.array_equal(
+        subset[0].image, source[0].image
+    )
+    refused = subprocess.run(
+        [sys.executable, str(script), str(coco / "val"), "0", str(out)], capture_output=True, text=True
+    )
+    assert (
+        refused.returncode != 0
+        and refused.stderr.strip() == "error: The subset needs at least 1 photo, got 0."
+    )
 
 
 def test_coco_errors_name_the_file(coco: Path) -> None:
